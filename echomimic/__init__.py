@@ -1,0 +1,1 @@
+"""EchoMimic v1, written from scratch in the style of diffusers, loading the official checkpoints unchanged."""

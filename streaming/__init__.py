@@ -1,0 +1,1 @@
+"""Real-time core: audio in, VAD, windows, one clock, pacing, interruption, idle motion, renderers. No torch."""
