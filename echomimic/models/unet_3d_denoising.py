@@ -1,0 +1,258 @@
+"""The denoising UNet: SD 1.5 over video frames, reading reference banks, attending to audio, with motion modules.
+
+    sample [B, 4, F, h, w] -> conv_in per frame (+ face-locator features) -> down/mid/up blocks -> conv_out
+Each layer runs a resnet, a reader transformer (self-attention over the frame plus its reference bank, then
+cross-attention to that frame's audio tokens scaled by `audio_attention_scale`) and a motion module across
+frames. Built like the official `from_pretrained_2d`: the SD 1.5 base UNet config plus `unet_additional_kwargs`
+(`from_base_config`). `attention_head_dim` holds the number of heads, as in SD 1.x configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from echomimic.models.blocks_3d import (
+    CrossAttnDownBlock3D,
+    CrossAttnUpBlock3D,
+    DownBlock3D,
+    FrameConditioning,
+    LayerFactory,
+    MidBlock3DCrossAttn,
+    UpBlock3D,
+)
+from echomimic.models.reference_attention import ReferenceReaderBlock
+from echomimic.models.reference_banks import ReferenceBanks, reader_pairing_order
+from echomimic.models.timesteps import timesteps_for_batch
+
+# Options of the official class that EchoMimic leaves at these values; other values are not implemented.
+FIXED_OFFICIAL_OPTIONS: dict[str, Any] = {
+    "center_input_sample": False,
+    "only_cross_attention": False,
+    "dual_cross_attention": False,
+    "use_linear_projection": False,
+    "class_embed_type": None,
+    "num_class_embeds": None,
+    "upcast_attention": False,
+    "resnet_time_scale_shift": "default",
+    "act_fn": "silu",
+    "mid_block_scale_factor": 1,
+    "use_inflated_groupnorm": True,
+    "motion_module_type": "Vanilla",
+    "unet_use_cross_frame_attention": False,
+    "unet_use_temporal_attention": False,
+}
+
+
+class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
+    @register_to_config  # type: ignore[untyped-decorator]
+    def __init__(
+        self,
+        sample_size: int | None = None,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        down_block_types: tuple[str, ...] = (
+            "CrossAttnDownBlock3D",
+            "CrossAttnDownBlock3D",
+            "CrossAttnDownBlock3D",
+            "DownBlock3D",
+        ),
+        mid_block_type: str = "UNetMidBlock3DCrossAttn",
+        up_block_types: tuple[str, ...] = (
+            "UpBlock3D",
+            "CrossAttnUpBlock3D",
+            "CrossAttnUpBlock3D",
+            "CrossAttnUpBlock3D",
+        ),
+        block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280),
+        layers_per_block: int = 2,
+        downsample_padding: int = 1,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        cross_attention_dim: int = 384,
+        attention_head_dim: int = 8,
+        use_motion_module: bool = True,
+        motion_module_resolutions: tuple[int, ...] = (1, 2, 4, 8),
+        motion_module_mid_block: bool = True,
+        motion_module_decoder_only: bool = False,
+        motion_module_kwargs: dict[str, Any] | None = None,
+        audio_attention_scale: float = 3.0,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        if mid_block_type != "UNetMidBlock3DCrossAttn":
+            raise ValueError(f"unsupported mid_block_type {mid_block_type!r}")
+        time_embed_dim = block_out_channels[0] * 4
+        layers = LayerFactory(
+            temb_channels=time_embed_dim,
+            norm_num_groups=norm_num_groups,
+            resnet_eps=norm_eps,
+            num_heads=attention_head_dim,
+            cross_attention_dim=cross_attention_dim,
+            audio_attention_scale=audio_attention_scale,
+            motion_module_kwargs=dict(motion_module_kwargs or {}),
+        )
+        num_levels = len(block_out_channels)
+
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
+        self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
+        self.time_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim)
+
+        down_blocks: list[nn.Module] = []
+        for i, block_type in enumerate(down_block_types):
+            down_block_class = {"CrossAttnDownBlock3D": CrossAttnDownBlock3D, "DownBlock3D": DownBlock3D}.get(
+                block_type
+            )
+            if down_block_class is None:
+                raise ValueError(f"unsupported down block type {block_type!r}")
+            down_blocks.append(
+                down_block_class(
+                    in_channels=block_out_channels[max(i - 1, 0)],
+                    out_channels=block_out_channels[i],
+                    num_layers=layers_per_block,
+                    layers=layers,
+                    use_motion_module=use_motion_module
+                    and not motion_module_decoder_only
+                    and 2**i in motion_module_resolutions,
+                    add_downsample=i < num_levels - 1,
+                    downsample_padding=downsample_padding,
+                )
+            )
+
+        up_blocks: list[nn.Module] = []
+        reversed_channels = list(reversed(block_out_channels))
+        for i, block_type in enumerate(up_block_types):
+            up_block_class = {"CrossAttnUpBlock3D": CrossAttnUpBlock3D, "UpBlock3D": UpBlock3D}.get(block_type)
+            if up_block_class is None:
+                raise ValueError(f"unsupported up block type {block_type!r}")
+            up_blocks.append(
+                up_block_class(
+                    in_channels=reversed_channels[min(i + 1, num_levels - 1)],
+                    prev_output_channel=reversed_channels[max(i - 1, 0)],
+                    out_channels=reversed_channels[i],
+                    num_layers=layers_per_block + 1,
+                    layers=layers,
+                    use_motion_module=use_motion_module and 2 ** (num_levels - 1 - i) in motion_module_resolutions,
+                    add_upsample=i < num_levels - 1,
+                )
+            )
+
+        # Registered down, up, mid as in the official class: this fixes the checkpoint key order and the reader
+        # pairing order of the banks.
+        self.down_blocks = nn.ModuleList(down_blocks)
+        self.up_blocks = nn.ModuleList(up_blocks)
+        self.mid_block = MidBlock3DCrossAttn(
+            block_out_channels[-1], layers, use_motion_module=use_motion_module and motion_module_mid_block
+        )
+
+        self.conv_norm_out = nn.GroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps)
+        self.conv_act = nn.SiLU()
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
+
+        readers = [(name, module) for name, module in self.named_modules() if isinstance(module, ReferenceReaderBlock)]
+        self.bank_order = reader_pairing_order((name, module.width) for name, module in readers)
+        self._bank_names = {
+            prefix: [name for name, _ in readers if name.startswith(prefix + ".")]
+            for prefix in [f"down_blocks.{i}" for i in range(len(down_blocks))]
+            + ["mid_block"]
+            + [f"up_blocks.{i}" for i in range(len(up_blocks))]
+        }
+
+    @classmethod
+    def from_base_config(
+        cls, base_unet_config: dict[str, Any], unet_additional_kwargs: dict[str, Any]
+    ) -> EchoUNet3DConditionModel:
+        """Builds the model as the official `from_pretrained_2d` does: the SD 1.5 UNet config with 2D block types
+        turned 3D, overridden by `unet_additional_kwargs` (inference_v2.yaml). Weights are loaded separately."""
+        config = {key: value for key, value in base_unet_config.items() if not key.startswith("_")}
+        config["down_block_types"] = [name.replace("2D", "3D") for name in config["down_block_types"]]
+        config["up_block_types"] = [name.replace("2D", "3D") for name in config["up_block_types"]]
+        config["mid_block_type"] = "UNetMidBlock3DCrossAttn"
+        config.update(unet_additional_kwargs)
+        unsupported = {
+            key: config[key]
+            for key, fixed_value in FIXED_OFFICIAL_OPTIONS.items()
+            if key in config and config[key] != fixed_value
+        }
+        if unsupported:
+            implemented = {key: FIXED_OFFICIAL_OPTIONS[key] for key in unsupported}
+            raise ValueError(f"unsupported UNet options {unsupported}; implemented are only {implemented}")
+        init_config = {key: value for key, value in config.items() if key not in FIXED_OFFICIAL_OPTIONS}
+        return cast("EchoUNet3DConditionModel", cls.from_config(init_config))
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        audio_features: torch.Tensor,
+        face_features: torch.Tensor | None,
+        reference_banks: ReferenceBanks,
+        uncond_first_half: bool = False,
+    ) -> torch.Tensor:
+        """Predicts the model output for a window of frames.
+
+        sample [B, 4, F, h, w]; timestep scalar or [B]; audio_features [B, F, tokens, D]; face_features
+        [B, C0, 1 or F, h, w] or None; reference_banks with batch B. With `uncond_first_half` the first B/2 items
+        attend without the banks (the official CFG reader). Returns [B, 4, F, h, w].
+        """
+        batch, _, num_frames, height, width = sample.shape
+        if uncond_first_half and batch % 2 != 0:
+            raise ValueError(f"uncond_first_half needs an even batch, got {batch}")
+        if audio_features.shape[:2] != (batch, num_frames):
+            raise ValueError(
+                f"audio_features must be [{batch}, {num_frames}, tokens, dim] for this sample, "
+                f"got {list(audio_features.shape)}"
+            )
+        missing = [name for name in self.bank_order if name not in reference_banks.tensors]
+        if missing:
+            raise ValueError(f"reference banks lack {len(missing)} blocks, e.g. {missing[0]!r}")
+
+        timesteps = timesteps_for_batch(timestep, batch, sample.device)
+        temb = self.time_embedding(self.time_proj(timesteps).to(sample.dtype))  # [B, 4*C0]
+        cond = FrameConditioning(
+            temb=temb.repeat_interleave(num_frames, dim=0),  # [(B F), 4*C0]
+            audio_tokens=audio_features.flatten(0, 1),  # [(B F), tokens, D]
+            num_frames=num_frames,
+            uncond_first_half=uncond_first_half,
+        )
+
+        frames = sample.transpose(1, 2).flatten(0, 1)  # [(B F), 4, h, w]
+        hidden_states = self.conv_in(frames)  # [(B F), C0, h, w]
+        if face_features is not None:
+            face = face_features.transpose(1, 2).expand(batch, num_frames, -1, height, width)  # [B, F, C0, h, w]
+            hidden_states = hidden_states + face.flatten(0, 1)
+
+        skips: tuple[torch.Tensor, ...] = (hidden_states,)
+        for i, down_block in enumerate(self.down_blocks):
+            if isinstance(down_block, CrossAttnDownBlock3D):
+                hidden_states, block_skips = down_block(
+                    hidden_states, cond, self._banks(f"down_blocks.{i}", reference_banks)
+                )
+            else:
+                hidden_states, block_skips = down_block(hidden_states, cond)
+            skips += block_skips
+
+        hidden_states = self.mid_block(hidden_states, cond, self._banks("mid_block", reference_banks))
+
+        for i, up_block in enumerate(self.up_blocks):
+            num_layers = len(up_block.resnets)  # type: ignore[arg-type]
+            block_skips, skips = skips[-num_layers:], skips[:-num_layers]
+            upsample_size = tuple(skips[-1].shape[2:]) if skips else None
+            if isinstance(up_block, CrossAttnUpBlock3D):
+                banks = self._banks(f"up_blocks.{i}", reference_banks)
+                hidden_states = up_block(hidden_states, block_skips, cond, banks, upsample_size)
+            else:
+                hidden_states = up_block(hidden_states, block_skips, cond, upsample_size)
+
+        hidden_states = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))  # [(B F), 4, h, w]
+        output: torch.Tensor = hidden_states.unflatten(0, (batch, num_frames)).transpose(1, 2)  # [B, 4, F, h, w]
+        return output
+
+    def _banks(self, block_prefix: str, reference_banks: ReferenceBanks) -> list[torch.Tensor]:
+        return [reference_banks.tensors[name] for name in self._bank_names[block_prefix]]

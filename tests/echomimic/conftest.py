@@ -1,0 +1,65 @@
+"""Shared fixtures for the EchoMimic tests: where the official conformance data lives, and the tiny UNets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from echomimic.models import EchoUNet3DConditionModel, ReferenceUNet2DConditionModel
+from echomimic.models.checkpoint_loading import load_denoising_unet_state, load_strict
+
+CONFORMANCE_DIR_ENV = "ECHOMIMIC_CONFORMANCE_DIR"
+DEFAULT_CONFORMANCE_DIR = Path(__file__).parents[3] / "shared/conformance/echomimic_v1"
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    """The EchoMimic v1 conformance folder: `shared/` beside the checkout, or `$ECHOMIMIC_CONFORMANCE_DIR`."""
+    directory = Path(os.environ.get(CONFORMANCE_DIR_ENV, DEFAULT_CONFORMANCE_DIR))
+    if not (directory / "README.md").is_file():
+        pytest.skip(f"EchoMimic conformance data not found at {directory}; set {CONFORMANCE_DIR_ENV} to its folder")
+    return directory
+
+
+def tiny_tensors(conformance_dir: Path, relative_path: str) -> dict[str, torch.Tensor]:
+    """A tiny safetensors file with float16 parameters widened to float32 (exact); other tensors as stored."""
+    tensors = load_file(conformance_dir / "tiny" / relative_path)
+    return {key: value.float() if value.dtype == torch.float16 else value for key, value in tensors.items()}
+
+
+def tiny_config(conformance_dir: Path, name: str) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((conformance_dir / "tiny/configs" / f"{name}.json").read_text())
+    return config
+
+
+def build_tiny_denoising_unet(conformance_dir: Path, **overrides: Any) -> EchoUNet3DConditionModel:
+    """The tiny denoising UNet with the tiny weights, built and loaded the official way."""
+    additional_kwargs = tiny_config(conformance_dir, "inference_v2_unet_additional_kwargs") | overrides
+    model = EchoUNet3DConditionModel.from_base_config(
+        tiny_config(conformance_dir, "unet_base_config"), additional_kwargs
+    )
+    load_denoising_unet_state(
+        model,
+        base_unet_state={},
+        motion_module_state=tiny_tensors(conformance_dir, "weights/motion_module.safetensors"),
+        denoising_state=tiny_tensors(conformance_dir, "weights/denoising_unet.safetensors"),
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_unet(conformance_dir: Path) -> ReferenceUNet2DConditionModel:
+    model = ReferenceUNet2DConditionModel.from_config(tiny_config(conformance_dir, "unet_base_config"))
+    load_strict(model, tiny_tensors(conformance_dir, "weights/reference_unet.safetensors"), "reference_unet")
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_denoising_unet(conformance_dir: Path) -> EchoUNet3DConditionModel:
+    return build_tiny_denoising_unet(conformance_dir)
