@@ -28,6 +28,19 @@ class WindowSpec:
     lookahead: float
 
 
+class WindowShape(Protocol):
+    """What the stream reads of a renderer's window; `WindowSpec` is one, and other packages may bring their own."""
+
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def context(self) -> int: ...
+
+    @property
+    def lookahead(self) -> float: ...
+
+
 class Renderer(Protocol[AvatarT]):
     """Draws an avatar's frames from audio windows and idle poses."""
 
@@ -35,7 +48,9 @@ class Renderer(Protocol[AvatarT]):
     fps: float
     frame_size: tuple[int, int]
     """(width, height) of every frame it returns."""
-    window: WindowSpec
+
+    @property
+    def window(self) -> WindowShape: ...
 
     def prepare_avatar(self, portrait: RgbImage) -> AvatarT:
         """Analyse a portrait (H x W x 3 RGB) once. Raises `ValueError` with a user-facing message when the

@@ -1,0 +1,1 @@
+"""Samplers that turn a portrait and speech into frames with the EchoMimic models."""
