@@ -1,0 +1,115 @@
+"""The `echolive` command line: `serve`, `render` and `doctor`.
+
+Every expected failure (a missing file, a portrait without a face, unreadable audio, an unknown renderer, a
+weights folder that does not match) ends with one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from server.offline_render import render_to_file
+from server.settings import RENDERER_NAMES, ServerSettings
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line naming the command, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="echolive", description="EchoMimic Live: a portrait that speaks with your voice.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    serve = commands.add_parser("serve", help="start the real-time server and its web client")
+    serve.add_argument("--host", default=ServerSettings.host, help="address to bind (default %(default)s)")
+    serve.add_argument("--port", type=int, default=ServerSettings.port, help="port to bind (default %(default)s)")
+    _add_renderer_arguments(serve)
+    serve.add_argument(
+        "--avatar", default=None, help="the portrait sessions start with: a name from the avatar list, or an image path"
+    )
+    serve.add_argument("--max-sessions", type=int, default=ServerSettings.max_sessions, help="admission limit")
+
+    render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
+    render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
+    render.add_argument("--audio", type=Path, required=True, help="speech in any format FFmpeg reads")
+    render.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write (H.264 + AAC)")
+    _add_renderer_arguments(render)
+
+    doctor = commands.add_parser("doctor", help="print what this machine can run")
+    doctor.add_argument("--weights", type=Path, default=None, help="an EchoMimic v1 weights folder to check")
+    return parser
+
+
+def _add_renderer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--renderer", default="lite", help=f"one of {', '.join(RENDERER_NAMES)} (default lite)")
+    parser.add_argument("--weights", type=Path, default=None, help="EchoMimic v1 weights folder (for echomimic)")
+    parser.add_argument("--fps", type=float, default=None, help="video frame rate (default: the renderer's own)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "renderer", "lite") not in RENDERER_NAMES:
+        parser.error(f"unknown renderer {args.renderer!r}; choose one of {', '.join(RENDERER_NAMES)}")
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "render":
+            return _render(args)
+        return _doctor(args)
+    except (ValueError, OSError) as error:
+        print(f"echolive {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"echolive {args.command}: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.serve import run_server
+
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        renderer=args.renderer,
+        avatar=args.avatar,
+        weights_dir=args.weights,
+        fps=args.fps,
+        max_sessions=args.max_sessions,
+    )
+    run_server(settings)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    frames = render_to_file(
+        image=args.image,
+        audio=args.audio,
+        output=args.output,
+        renderer_name=args.renderer,
+        weights_dir=args.weights,
+        fps=args.fps,
+    )
+    print(f"wrote {args.output} ({frames} frames)")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from server.doctor import examine, report
+
+    print(report(examine(args.weights)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

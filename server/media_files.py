@@ -1,0 +1,100 @@
+"""Reading audio files and writing the rendered video, with the original audio muxed in, through PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from streaming.frames import SAMPLE_RATE, RgbImage
+
+AAC_SAMPLE_RATES = frozenset(
+    {8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000}
+)
+AAC_FALLBACK_RATE = 48_000
+
+
+class MediaFileError(ValueError):
+    """A file that cannot be read or written as the media it should be; the message is for the user."""
+
+
+def read_speech(path: Path) -> npt.NDArray[np.float32]:
+    """Decode the first audio stream of any file PyAV reads to 16 kHz mono float32."""
+    if not path.is_file():
+        raise MediaFileError(f"audio file not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaFileError(f"{path} has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            pieces = [
+                out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)
+            ]
+            pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except av.FFmpegError as error:
+        raise MediaFileError(f"cannot read audio from {path}: {error}") from error
+    if not pieces:
+        raise MediaFileError(f"{path} holds no audio samples")
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+class VideoFileWriter:
+    """Writes frames as they come as H.264 (yuv420p), then the source file's audio as AAC at its own rate.
+
+    Both tracks start at time zero, as the renderer saw them, so lips and voice line up. Frames are encoded one by
+    one, so a long render never holds the whole video in memory.
+    """
+
+    def __init__(self, output: Path, fps: float, frame_size: tuple[int, int], audio_source: Path) -> None:
+        self._output = output
+        self._audio_source = audio_source
+        self._frame_rate = Fraction(fps).limit_denominator(1001)
+        self.frames_written = 0
+        try:
+            self._container = av.open(str(output), mode="w")
+        except (av.FFmpegError, OSError) as error:
+            raise MediaFileError(f"cannot write {output}: {error}") from error
+        self._source = av.open(str(audio_source))
+        self._video = self._container.add_stream("libx264", rate=self._frame_rate)
+        self._video.width, self._video.height = frame_size
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": "20", "preset": "veryfast"}
+        source_audio = self._source.streams.audio[0]
+        rate = source_audio.rate if source_audio.rate in AAC_SAMPLE_RATES else AAC_FALLBACK_RATE
+        self._layout = "mono" if source_audio.channels == 1 else "stereo"
+        self._audio = self._container.add_stream("aac", rate=rate)
+        self._audio.layout = self._layout
+
+    def write(self, image: RgbImage) -> None:
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self.frames_written
+        frame.time_base = 1 / self._frame_rate
+        self._container.mux(self._video.encode(frame))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the video encoder, append the audio, and finish the file."""
+        try:
+            self._container.mux(self._video.encode(None))
+            resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self._audio.rate)
+            for source_frame in self._source.decode(audio=0):
+                source_frame.pts = None
+                self._mux_audio(resampler.resample(source_frame))
+            self._mux_audio(resampler.resample(None))
+            self._container.mux(self._audio.encode(None))
+        finally:
+            self._source.close()
+            self._container.close()
+
+    def __enter__(self) -> VideoFileWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _mux_audio(self, frames: list[av.AudioFrame]) -> None:
+        for frame in frames:
+            self._container.mux(self._audio.encode(frame))

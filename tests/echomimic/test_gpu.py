@@ -1,0 +1,58 @@
+"""The same conformance run on a CUDA device: float32 with TF32 off must meet the CPU thresholds; float16, the
+dtype real weights load in on a GPU, must stay close and produce finite frames. Skipped where there is no GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from echomimic.audio_features import load_audio_16k
+from echomimic.weights import load_echomimic
+from tests.echomimic.fake_weights_folder import write_fake_weights_folder
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none"),
+]
+
+FINAL_LATENTS_ATOL = 3e-4
+FLOAT16_FINAL_LATENTS_ATOL = 5e-2
+"""fp16 keeps about three significant digits through six denoising steps; a real bug costs O(1) (see the README
+of the conformance data), so this still separates right from wrong."""
+
+
+@pytest.fixture
+def tf32_off() -> Iterator[None]:
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+@pytest.mark.parametrize(
+    ("dtype", "atol"), [(torch.float32, FINAL_LATENTS_ATOL), (torch.float16, FLOAT16_FINAL_LATENTS_ATOL)]
+)
+def test_pipeline_on_cuda_matches_the_official_run(
+    conformance_dir: Path, tmp_path: Path, tf32_off: None, dtype: torch.dtype, atol: float
+) -> None:
+    fixture = load_file(conformance_dir / "tiny/e_pipeline.safetensors")
+    pipeline = load_echomimic(write_fake_weights_folder(conformance_dir, tmp_path), device="cuda", dtype=dtype)
+    output = pipeline(
+        fixture["ref_image_uint8_hwc"].numpy(),
+        fixture["face_mask"][0, 0, 0].numpy(),
+        load_audio_16k(conformance_dir / "tiny/d_audio.wav"),
+        video_length=20,
+        fps=24,
+        num_inference_steps=6,
+        guidance_scale=1.0,
+        context_frames=12,
+        context_overlap=3,
+        noise=fixture["initial_noise"],
+    )
+    latents = output.latents.float().cpu()
+    assert torch.isfinite(latents).all()
+    torch.testing.assert_close(latents, fixture["final_latents"], atol=atol, rtol=0)
