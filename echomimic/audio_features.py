@@ -15,9 +15,7 @@ The steps follow the official audio path so that features match it within float 
 from __future__ import annotations
 
 import functools
-import os
 
-import av
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -39,27 +37,27 @@ DYNAMIC_RANGE_DECADES = 8.0
 Waveform = npt.NDArray[np.float32] | torch.Tensor
 
 
+# Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above (27 mels per factor 6.4).
+SLANEY_HZ_PER_MEL = 200.0 / 3.0
+SLANEY_LOG_START_HZ = 1000.0
+SLANEY_LOG_START_MEL = SLANEY_LOG_START_HZ / SLANEY_HZ_PER_MEL
+SLANEY_MELS_PER_LOG_UNIT = 27.0 / np.log(6.4)
+
+
 def hz_to_slaney_mel(hz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above (27 mels per factor 6.4)."""
-    linear_hz_per_mel = 200.0 / 3.0
-    log_start_hz = 1000.0
-    mels_per_log_unit = 27.0 / np.log(6.4)
-    linear = hz / linear_hz_per_mel
-    logarithmic = (
-        log_start_hz / linear_hz_per_mel + np.log(np.maximum(hz, log_start_hz) / log_start_hz) * mels_per_log_unit
-    )
-    return np.where(hz >= log_start_hz, logarithmic, linear)
+    linear = hz / SLANEY_HZ_PER_MEL
+    octaves = np.log(np.maximum(hz, SLANEY_LOG_START_HZ) / SLANEY_LOG_START_HZ)
+    logarithmic = SLANEY_LOG_START_MEL + octaves * SLANEY_MELS_PER_LOG_UNIT
+    return np.where(hz >= SLANEY_LOG_START_HZ, logarithmic, linear)
 
 
 def slaney_mel_to_hz(mels: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Inverse of `hz_to_slaney_mel`."""
-    linear_hz_per_mel = 200.0 / 3.0
-    log_start_hz = 1000.0
-    log_start_mel = log_start_hz / linear_hz_per_mel
-    log_units_per_mel = np.log(6.4) / 27.0
-    linear = mels * linear_hz_per_mel
-    logarithmic = log_start_hz * np.exp(log_units_per_mel * (np.maximum(mels, log_start_mel) - log_start_mel))
-    return np.where(mels >= log_start_mel, logarithmic, linear)
+    linear = mels * SLANEY_HZ_PER_MEL
+    logarithmic = SLANEY_LOG_START_HZ * np.exp(
+        (np.maximum(mels, SLANEY_LOG_START_MEL) - SLANEY_LOG_START_MEL) / SLANEY_MELS_PER_LOG_UNIT
+    )
+    return np.where(mels >= SLANEY_LOG_START_MEL, logarithmic, linear)
 
 
 @functools.cache
@@ -165,25 +163,3 @@ class AudioFeatureExtractor:
     def features_for_video(self, waveform: Waveform, fps: float, num_frames: int | None = None) -> torch.Tensor:
         """Audio chunks [frames, 50, 384] for a video at `fps` of the speech in `waveform`."""
         return self.frame_chunks(self.encoder_embeddings(waveform), fps, num_frames)
-
-
-def load_audio_16k(path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
-    """Decode any audio file PyAV can read to 16 kHz mono float32.
-
-    Samples go through signed 16-bit, as the official ffmpeg-based loader does, and are scaled by 1/32768.
-    """
-    try:
-        with av.open(os.fspath(path)) as container:
-            if not container.streams.audio:
-                raise ValueError(f"{path}: no audio stream")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            pieces: list[npt.NDArray[np.int16]] = []
-            for frame in container.decode(container.streams.audio[0]):
-                pieces.extend(out.to_ndarray().astype(np.int16).reshape(-1) for out in resampler.resample(frame))
-            pieces.extend(out.to_ndarray().astype(np.int16).reshape(-1) for out in resampler.resample(None))
-    except (av.FFmpegError, OSError) as error:
-        raise ValueError(f"{path}: cannot read audio ({error})") from error
-    samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
-    if samples.size == 0:
-        raise ValueError(f"{path}: contains no audio samples")
-    return samples.astype(np.float32) / np.float32(32768.0)

@@ -13,12 +13,18 @@ It satisfies the streaming `Renderer` protocol by shape (`echomimic` never impor
 Windows are stateless: the initial noise of every frame is drawn from a seed made of the renderer's seed and the
 frame's global index, so a frame that reappears as context in the next window starts from the same noise it was
 drawn from, and the new frames continue what was shown.
+
+Threads: the stream calls a renderer from worker threads, and every session shares this one. The model part of
+`prepare_avatar` and `render_window` runs under a lock, one call at a time: the GPU would serialise the work anyway,
+two calls at once would double its activation memory, and the pipeline's scheduler keeps per-call state.
+`render_idle` needs no model and never waits for it. Avatars are immutable and may be shared between threads.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -39,8 +45,9 @@ RgbImage = npt.NDArray[np.uint8]
 BREATH_SCALE = 0.006
 """Full breath (phase ±1) scales the portrait by ±0.6% about its bottom centre: visible, never distracting."""
 
-
 FRAMES_PER_SEED = 1_000_003
+"""Frame seeds are `seed · FRAMES_PER_SEED + frame` modulo 2**32 (the CPU generator keeps 32 bits of its seed):
+frames of one seed never collide, and two seeds share noise only for frames a million (11.5 hours at 24 fps) apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,7 @@ class EchoMimicRenderer:
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.seed = seed
+        self._model_lock = threading.Lock()
         if pipeline.audio_features is None:
             raise ValueError("the EchoMimic renderer needs a pipeline with an audio feature extractor")
         self._audio: AudioFeatureExtractor = pipeline.audio_features
@@ -158,7 +166,8 @@ class EchoMimicRenderer:
         prepared = prepare_reference(portrait, size=self.frame_size[0])
         rows = np.flatnonzero(prepared.face_mask.any(axis=1))
         columns = np.flatnonzero(prepared.face_mask.any(axis=0))
-        reference = self.pipeline.prepare_reference(prepared.image, prepared.face_mask)
+        with self._model_lock:
+            reference = self.pipeline.prepare_reference(prepared.image, prepared.face_mask)
         return EchoMimicAvatar(
             image=prepared.image,
             reference=reference,
@@ -174,20 +183,24 @@ class EchoMimicRenderer:
         num_frames = window.context_frames + window.frame_count
         first_frame = window.first_frame - window.context_frames
         audio = self._window_audio(window, first_frame, num_frames)
-        audio_features = self._audio.frame_chunks(self._audio.encoder_embeddings(audio), self.fps, num_frames)
-        output = self.pipeline(
-            reference=avatar.reference,
-            audio_features=audio_features,
-            noise=frame_noise(self.seed, first_frame, num_frames, tuple(avatar.reference.latents.shape[1:])),
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            context_frames=num_frames,
-            context_overlap=0,
-            context_shift_per_step=0,
-            output_type="latent",
-        )
-        new_frames = self.pipeline.decode_frames(output.latents[:, :, num_frames - window.frame_count :])
-        return list(frames_to_uint8(new_frames))
+        noise = frame_noise(self.seed, first_frame, num_frames, tuple(avatar.reference.latents.shape[1:]))
+        with self._model_lock:
+            audio_features = self._audio.features_for_video(audio, self.fps, num_frames)
+            output = self.pipeline(
+                reference=avatar.reference,
+                audio_features=audio_features,
+                noise=noise,
+                num_inference_steps=self.num_inference_steps,
+                guidance_scale=self.guidance_scale,
+                context_frames=num_frames,
+                context_overlap=0,
+                context_shift_per_step=0,
+                output_type="latent",
+            )
+            new_frames = frames_to_uint8(
+                self.pipeline.decode_frames(output.latents[:, :, num_frames - window.frame_count :])
+            )
+        return list(new_frames)
 
     def render_idle(self, avatar: EchoMimicAvatar, poses: Sequence[IdlePoseLike]) -> list[RgbImage]:
         return [self._posed(avatar, pose) for pose in poses]
@@ -231,8 +244,6 @@ def frame_noise(seed: int, first_frame: int, num_frames: int, latent_shape: tupl
 
 
 def _frame_seed(seed: int, frame: int) -> int:
-    # The CPU generator keeps only 32 bits of its seed. Frames of one seed never collide; two seeds share noise only
-    # for frames a million (11.5 hours at 24 fps) apart.
     return (seed * FRAMES_PER_SEED + frame) % 2**32
 
 

@@ -130,20 +130,27 @@ def load_echomimic(
         raise ValueError(f"unsupported dtype {dtype}; use float16, bfloat16 or float32")
     weights = EchoMimicWeights.locate(weights_dir)
     stages = 6
-    base_config = _read_json(weights.base_unet_dir / "config.json")
+    base_config_file = weights.base_unet_dir / "config.json"
+    base_config = _read_json(base_config_file)
 
-    reference_unet = _build_on(target, lambda: ReferenceUNet2DConditionModel.from_config(base_config))
+    # Each component is cast right after it loads, so at most one of them is ever held in float32.
+    reference_unet = _build_on(target, base_config_file, lambda: ReferenceUNet2DConditionModel.from_config(base_config))
     _load_strict(reference_unet, weights.reference_unet)
+    _ready_for_inference(reference_unet, target, dtype)
     report(progress, "loading", 1, stages, weights.reference_unet.name)
 
     denoising_unet = _build_on(
-        target, lambda: EchoUNet3DConditionModel.from_base_config(base_config, INFERENCE_V2_UNET_ADDITIONAL_KWARGS)
+        target,
+        base_config_file,
+        lambda: EchoUNet3DConditionModel.from_base_config(base_config, INFERENCE_V2_UNET_ADDITIONAL_KWARGS),
     )
     _load_denoising_unet(denoising_unet, weights)
+    _ready_for_inference(denoising_unet, target, dtype)
     report(progress, "loading", 2, stages, weights.denoising_unet.name)
 
     face_locator = _build_on(
         target,
+        base_config_file,
         lambda: FaceLocator(
             conditioning_embedding_channels=base_config["block_out_channels"][0],
             conditioning_channels=FACE_LOCATOR_CONDITIONING_CHANNELS,
@@ -151,22 +158,25 @@ def load_echomimic(
         ),
     )
     _load_strict(face_locator, weights.face_locator)
+    _ready_for_inference(face_locator, target, dtype)
     report(progress, "loading", 3, stages, weights.face_locator.name)
 
-    vae_config = _read_json(weights.vae_dir / "config.json")
-    vae = _build_on(target, lambda: AutoencoderKL.from_config(vae_config))
+    vae_config_file = weights.vae_dir / "config.json"
+    vae_config = _read_json(vae_config_file)
+    vae = _build_on(target, vae_config_file, lambda: AutoencoderKL.from_config(vae_config))
     _load_strict(vae, _diffusers_weights_file(weights.vae_dir), _renamed_vae_attention)
+    _ready_for_inference(vae, target, dtype)
     report(progress, "loading", 4, stages, weights.vae_dir.name)
 
     try:
         whisper_encoder = load_whisper_tiny_encoder(weights.whisper)
     except WhisperCheckpointError as error:
         raise WeightsError(str(error)) from error
+    # Half precision on CUDA like the official run, which feeds whisper float16 log-mels; its LayerNorms compute in
+    # float32 either way.
+    _ready_for_inference(whisper_encoder, target, dtype)
     report(progress, "loading", 5, stages, weights.whisper.name)
 
-    modules: list[torch.nn.Module] = [reference_unet, denoising_unet, face_locator, vae, whisper_encoder]
-    for module in modules:
-        _cast(module.to(target), dtype).eval().requires_grad_(False)
     pipeline = EchoMimicPipeline(
         vae=vae,
         reference_unet=reference_unet,
@@ -183,17 +193,26 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _build_on(device: torch.device, build: Callable[[], ModuleT]) -> ModuleT:
-    """Construct a module with its parameters created on `device` (random init of a full-size UNet is slow on CPU)."""
-    with device:
-        return build()
+def _build_on(device: torch.device, config_file: Path, build: Callable[[], ModuleT]) -> ModuleT:
+    """Construct a module with its parameters created on `device` (random init of a full-size UNet is slow on CPU).
+
+    A config the model cannot be built from (a missing field, an unsupported block type) names `config_file`.
+    """
+    try:
+        with device:
+            return build()
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise WeightsError(f"{config_file}: cannot build the model from this config ({error!r})") from error
 
 
-def _cast(module: ModuleT, dtype: torch.dtype) -> ModuleT:
-    """Cast floating parameters and buffers; through `half()`/`float()` because diffusers' `to(dtype)` logs a
-    spurious float32-modules warning for every model."""
-    getattr(module, CAST_METHODS[dtype])()
-    return module
+def _ready_for_inference(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """On `device`, floating parameters and buffers cast to `dtype`, eval mode, no gradients.
+
+    The cast goes through `half()`/`float()` because diffusers' `to(dtype)` logs a spurious float32-modules warning
+    for every model.
+    """
+    getattr(module.to(device), CAST_METHODS[dtype])()
+    module.eval().requires_grad_(False)
 
 
 def _required(path: Path) -> Path:

@@ -8,12 +8,11 @@ Each forward returns the banks of its transformer blocks in registration order.
 from __future__ import annotations
 
 import torch
-from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
-from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
 from echomimic.models.reference_attention import ReferenceWriterTransformer
+from echomimic.models.unet_layout import Skips, downsampler, up_resnet_in_channels, upsampler
 
 
 class ReferenceCrossAttnDownBlock2D(nn.Module):
@@ -43,24 +42,13 @@ class ReferenceCrossAttnDownBlock2D(nn.Module):
             )
             for i in range(num_layers)
         )
-        self.downsamplers = (
-            nn.ModuleList(
-                [
-                    # name "op": diffusers registers the conv once, as `conv` (the name "conv" adds an alias)
-                    Downsample2D(
-                        out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op"
-                    )
-                ]
-            )
-            if add_downsample
-            else None
-        )
+        self.downsamplers = downsampler(out_channels, downsample_padding) if add_downsample else None
 
     def forward(
         self, hidden_states: torch.Tensor, temb: torch.Tensor
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, Skips, list[torch.Tensor]]:
         """hidden_states [N, C_in, h, w], temb [N, T] -> (hidden [N, C, h', w'], skip states, banks)."""
-        skips: tuple[torch.Tensor, ...] = ()
+        skips: Skips = ()
         banks: list[torch.Tensor] = []
         for resnet, attention in zip(self.resnets, self.attentions, strict=True):
             hidden_states = resnet(hidden_states, temb)
@@ -119,11 +107,9 @@ class ReferenceCrossAttnUpBlock2D(nn.Module):
         self.attentions = nn.ModuleList(
             ReferenceWriterTransformer(out_channels, num_heads, resnet_groups) for _ in range(num_layers)
         )
-        # Layer i concatenates the previous output with the skip state of the mirrored down layer.
         self.resnets = nn.ModuleList(
             ResnetBlock2D(
-                in_channels=(prev_output_channel if i == 0 else out_channels)
-                + (in_channels if i == num_layers - 1 else out_channels),
+                in_channels=up_resnet_in_channels(i, num_layers, in_channels, prev_output_channel, out_channels),
                 out_channels=out_channels,
                 temb_channels=temb_channels,
                 eps=resnet_eps,
@@ -131,16 +117,12 @@ class ReferenceCrossAttnUpBlock2D(nn.Module):
             )
             for i in range(num_layers)
         )
-        self.upsamplers = (
-            nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
-            if add_upsample
-            else None
-        )
+        self.upsamplers = upsampler(out_channels) if add_upsample else None
 
     def forward(
         self,
         hidden_states: torch.Tensor,
-        skips: tuple[torch.Tensor, ...],
+        skips: Skips,
         temb: torch.Tensor,
         upsample_size: tuple[int, int] | None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -107,8 +107,8 @@ class TemporalTransformer(nn.Module):
     def forward(self, feature_map: torch.Tensor, num_frames: int) -> torch.Tensor:
         """feature_map [(B F), C, h, w] -> [(B F), C, h, w]."""
         batch_frames, channels, height, width = feature_map.shape
-        tokens = self.norm(feature_map).permute(0, 2, 3, 1).reshape(batch_frames, height * width, channels)
-        tokens = self.proj_in(tokens)  # [(B F), h*w, inner]
+        normed = self.norm(feature_map).permute(0, 2, 3, 1)  # [(B F), h, w, C]
+        tokens = self.proj_in(normed.reshape(batch_frames, height * width, channels))  # [(B F), h*w, inner]
         for block in self.transformer_blocks:
             tokens = block(tokens, num_frames)
         tokens = self.proj_out(tokens)  # [(B F), h*w, C]

@@ -18,7 +18,7 @@ import torch
 class ReferenceBanks:
     """One bank per transformer block, keyed by the block's module name (identical in both UNets).
 
-    `tensors[name]` is [B, h*w, C]. Insertion order is the official reader pairing order (see `reader_pairing_order`).
+    `tensors[name]` is [B, h*w, C]. Insertion order is the official reader pairing order (see `BankLayout`).
     """
 
     tensors: dict[str, torch.Tensor]
@@ -32,10 +32,33 @@ class ReferenceBanks:
         return ReferenceBanks({name: torch.cat([bank, bank]) for name, bank in self.tensors.items()})
 
 
-def reader_pairing_order(blocks_with_widths: Iterable[tuple[str, int]]) -> list[str]:
-    """Block names in the order the official reader pairs writer and reader blocks.
+@dataclass(frozen=True)
+class BankLayout:
+    """Where a UNet's banked transformer blocks sit, by module name.
 
-    The official code collects blocks depth-first in module registration order (down_blocks, up_blocks, mid_block)
-    and stable-sorts them by descending channel width. `blocks_with_widths` must come in that registration order.
+    `order` is the official reader pairing order: the official code collects the blocks depth-first in module
+    registration order (down_blocks, up_blocks, mid_block) and stable-sorts them by descending channel width.
+    `by_top_level_block` lists the blocks inside each top-level block ("down_blocks.1", "mid_block", ...) in
+    registration order, the order that block's forward produces or consumes their banks.
     """
-    return [name for name, _ in sorted(blocks_with_widths, key=lambda name_width: -name_width[1])]
+
+    order: list[str]
+    by_top_level_block: dict[str, list[str]]
+
+    @classmethod
+    def from_blocks(cls, blocks_with_widths: Iterable[tuple[str, int]]) -> BankLayout:
+        """`blocks_with_widths`: (module name, channel width) of every banked block, in module registration order."""
+        blocks = list(blocks_with_widths)
+        by_top_level_block: dict[str, list[str]] = {}
+        for name, _ in blocks:
+            by_top_level_block.setdefault(name.split(".attentions.")[0], []).append(name)
+        order = [name for name, _ in sorted(blocks, key=lambda name_width: -name_width[1])]
+        return cls(order, by_top_level_block)
+
+    def blocks_in(self, top_level_block: str) -> list[str]:
+        """The banked blocks inside `top_level_block`; none for a block without attention."""
+        return self.by_top_level_block.get(top_level_block, [])
+
+    def banks_in(self, top_level_block: str, banks: ReferenceBanks) -> list[torch.Tensor]:
+        """The banks `top_level_block`'s transformers read, in the order its forward consumes them."""
+        return [banks.tensors[name] for name in self.blocks_in(top_level_block)]

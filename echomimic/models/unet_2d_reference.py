@@ -20,8 +20,9 @@ from echomimic.models.blocks_2d_reference import (
     ReferenceMidBlock2D,
 )
 from echomimic.models.reference_attention import ReferenceWriterBlock
-from echomimic.models.reference_banks import ReferenceBanks, reader_pairing_order
+from echomimic.models.reference_banks import BankLayout, ReferenceBanks
 from echomimic.models.timesteps import timesteps_for_batch
+from echomimic.models.unet_layout import Skips, down_levels, take_skips, up_levels
 
 
 class ReferenceUNet2DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
@@ -63,34 +64,31 @@ class ReferenceUNet2DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[mi
         self.time_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim)
 
         down_blocks: list[nn.Module] = []
-        for i, block_type in enumerate(down_block_types):
-            in_ch = block_out_channels[max(i - 1, 0)]
-            out_ch = block_out_channels[i]
-            is_last = i == len(block_out_channels) - 1
+        for block_type, down in zip(down_block_types, down_levels(block_out_channels), strict=True):
             if block_type == "CrossAttnDownBlock2D":
                 down_blocks.append(
                     ReferenceCrossAttnDownBlock2D(
-                        in_ch,
-                        out_ch,
+                        down.in_channels,
+                        down.out_channels,
                         time_embed_dim,
                         layers_per_block,
                         norm_eps,
                         norm_num_groups,
                         num_heads,
-                        add_downsample=not is_last,
+                        add_downsample=down.add_downsample,
                         downsample_padding=downsample_padding,
                     )
                 )
             elif block_type == "DownBlock2D":
                 down_blocks.append(
                     DownBlock2D(
-                        in_channels=in_ch,
-                        out_channels=out_ch,
+                        in_channels=down.in_channels,
+                        out_channels=down.out_channels,
                         temb_channels=time_embed_dim,
                         num_layers=layers_per_block,
                         resnet_eps=norm_eps,
                         resnet_groups=norm_num_groups,
-                        add_downsample=not is_last,
+                        add_downsample=down.add_downsample,
                         downsample_padding=downsample_padding,
                     )
                 )
@@ -98,37 +96,32 @@ class ReferenceUNet2DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[mi
                 raise ValueError(f"unsupported down block type {block_type!r}")
 
         up_blocks: list[nn.Module] = []
-        reversed_channels = list(reversed(block_out_channels))
-        for i, block_type in enumerate(up_block_types):
-            prev_out_ch = reversed_channels[max(i - 1, 0)]
-            out_ch = reversed_channels[i]
-            in_ch = reversed_channels[min(i + 1, len(block_out_channels) - 1)]
-            is_last = i == len(block_out_channels) - 1
+        for block_type, up in zip(up_block_types, up_levels(block_out_channels), strict=True):
             if block_type == "CrossAttnUpBlock2D":
                 up_blocks.append(
                     ReferenceCrossAttnUpBlock2D(
-                        in_ch,
-                        prev_out_ch,
-                        out_ch,
+                        up.in_channels,
+                        up.prev_output_channel,
+                        up.out_channels,
                         time_embed_dim,
                         layers_per_block + 1,
                         norm_eps,
                         norm_num_groups,
                         num_heads,
-                        add_upsample=not is_last,
+                        add_upsample=up.add_upsample,
                     )
                 )
             elif block_type == "UpBlock2D":
                 up_blocks.append(
                     UpBlock2D(
-                        in_channels=in_ch,
-                        prev_output_channel=prev_out_ch,
-                        out_channels=out_ch,
+                        in_channels=up.in_channels,
+                        prev_output_channel=up.prev_output_channel,
+                        out_channels=up.out_channels,
                         temb_channels=time_embed_dim,
                         num_layers=layers_per_block + 1,
                         resnet_eps=norm_eps,
                         resnet_groups=norm_num_groups,
-                        add_upsample=not is_last,
+                        add_upsample=up.add_upsample,
                     )
                 )
             else:
@@ -142,42 +135,36 @@ class ReferenceUNet2DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[mi
             block_out_channels[-1], time_embed_dim, norm_eps, norm_num_groups, num_heads
         )
 
-        writers = [(name, module) for name, module in self.named_modules() if isinstance(module, ReferenceWriterBlock)]
-        self.bank_order = reader_pairing_order((name, module.width) for name, module in writers)
-        self._bank_names = {
-            prefix: [name for name, _ in writers if name.startswith(prefix + ".")]
-            for prefix in [f"down_blocks.{i}" for i in range(len(down_blocks))]
-            + ["mid_block"]
-            + [f"up_blocks.{i}" for i in range(len(up_blocks))]
-        }
+        self.bank_layout = BankLayout.from_blocks(
+            (name, module.width) for name, module in self.named_modules() if isinstance(module, ReferenceWriterBlock)
+        )
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float) -> ReferenceBanks:
         """The write pass: sample [B, 4, h, w] (the portrait latent), timestep (0 in EchoMimic) -> banks."""
         timesteps = timesteps_for_batch(timestep, sample.shape[0], sample.device)
         temb = self.time_embedding(self.time_proj(timesteps).to(sample.dtype))  # [B, 4*C0]
 
+        layout = self.bank_layout
         written: dict[str, torch.Tensor] = {}
         hidden_states = self.conv_in(sample)  # [B, C0, h, w]
-        skips: tuple[torch.Tensor, ...] = (hidden_states,)
+        skips: Skips = (hidden_states,)
         for i, down_block in enumerate(self.down_blocks):
             if isinstance(down_block, ReferenceCrossAttnDownBlock2D):
                 hidden_states, block_skips, banks = down_block(hidden_states, temb)
-                written.update(zip(self._bank_names[f"down_blocks.{i}"], banks, strict=True))
+                written.update(zip(layout.blocks_in(f"down_blocks.{i}"), banks, strict=True))
             else:
                 hidden_states, block_skips = down_block(hidden_states, temb)
             skips += block_skips
 
         hidden_states, banks = self.mid_block(hidden_states, temb)
-        written.update(zip(self._bank_names["mid_block"], banks, strict=True))
+        written.update(zip(layout.blocks_in("mid_block"), banks, strict=True))
 
         for i, up_block in enumerate(self.up_blocks):
-            num_layers = len(up_block.resnets)  # type: ignore[arg-type]
-            block_skips, skips = skips[-num_layers:], skips[:-num_layers]
-            upsample_size = tuple(skips[-1].shape[2:]) if skips else None
+            block_skips, skips, upsample_size = take_skips(skips, len(up_block.resnets))  # type: ignore[arg-type]
             if isinstance(up_block, ReferenceCrossAttnUpBlock2D):
                 hidden_states, banks = up_block(hidden_states, block_skips, temb, upsample_size)
-                written.update(zip(self._bank_names[f"up_blocks.{i}"], banks, strict=True))
+                written.update(zip(layout.blocks_in(f"up_blocks.{i}"), banks, strict=True))
             else:
                 hidden_states = up_block(hidden_states, block_skips, temb, upsample_size)
 
-        return ReferenceBanks({name: written[name] for name in self.bank_order})
+        return ReferenceBanks({name: written[name] for name in layout.order})

@@ -17,18 +17,11 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from echomimic.models.blocks_3d import (
-    CrossAttnDownBlock3D,
-    CrossAttnUpBlock3D,
-    DownBlock3D,
-    FrameConditioning,
-    LayerFactory,
-    MidBlock3DCrossAttn,
-    UpBlock3D,
-)
+from echomimic.models.blocks_3d import DownBlock3D, FrameConditioning, LayerFactory, MidBlock3DCrossAttn, UpBlock3D
 from echomimic.models.reference_attention import ReferenceReaderBlock
-from echomimic.models.reference_banks import ReferenceBanks, reader_pairing_order
+from echomimic.models.reference_banks import BankLayout, ReferenceBanks
 from echomimic.models.timesteps import timesteps_for_batch
+from echomimic.models.unet_layout import Skips, down_levels, take_skips, up_levels
 
 # Options of the official class that EchoMimic leaves at these values; other values are not implemented.
 FIXED_OFFICIAL_OPTIONS: dict[str, Any] = {
@@ -98,48 +91,40 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
             audio_attention_scale=audio_attention_scale,
             motion_module_kwargs=dict(motion_module_kwargs or {}),
         )
-        num_levels = len(block_out_channels)
 
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
         self.time_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim)
 
         down_blocks: list[nn.Module] = []
-        for i, block_type in enumerate(down_block_types):
-            down_block_class = {"CrossAttnDownBlock3D": CrossAttnDownBlock3D, "DownBlock3D": DownBlock3D}.get(
-                block_type
-            )
-            if down_block_class is None:
-                raise ValueError(f"unsupported down block type {block_type!r}")
+        for block_type, down in zip(down_block_types, down_levels(block_out_channels), strict=True):
             down_blocks.append(
-                down_block_class(
-                    in_channels=block_out_channels[max(i - 1, 0)],
-                    out_channels=block_out_channels[i],
+                DownBlock3D(
+                    in_channels=down.in_channels,
+                    out_channels=down.out_channels,
                     num_layers=layers_per_block,
                     layers=layers,
+                    with_cross_attention=_has_cross_attention(block_type, "CrossAttnDownBlock3D", "DownBlock3D"),
                     use_motion_module=use_motion_module
                     and not motion_module_decoder_only
-                    and 2**i in motion_module_resolutions,
-                    add_downsample=i < num_levels - 1,
+                    and down.downscale in motion_module_resolutions,
+                    add_downsample=down.add_downsample,
                     downsample_padding=downsample_padding,
                 )
             )
 
         up_blocks: list[nn.Module] = []
-        reversed_channels = list(reversed(block_out_channels))
-        for i, block_type in enumerate(up_block_types):
-            up_block_class = {"CrossAttnUpBlock3D": CrossAttnUpBlock3D, "UpBlock3D": UpBlock3D}.get(block_type)
-            if up_block_class is None:
-                raise ValueError(f"unsupported up block type {block_type!r}")
+        for block_type, up in zip(up_block_types, up_levels(block_out_channels), strict=True):
             up_blocks.append(
-                up_block_class(
-                    in_channels=reversed_channels[min(i + 1, num_levels - 1)],
-                    prev_output_channel=reversed_channels[max(i - 1, 0)],
-                    out_channels=reversed_channels[i],
+                UpBlock3D(
+                    in_channels=up.in_channels,
+                    prev_output_channel=up.prev_output_channel,
+                    out_channels=up.out_channels,
                     num_layers=layers_per_block + 1,
                     layers=layers,
-                    use_motion_module=use_motion_module and 2 ** (num_levels - 1 - i) in motion_module_resolutions,
-                    add_upsample=i < num_levels - 1,
+                    with_cross_attention=_has_cross_attention(block_type, "CrossAttnUpBlock3D", "UpBlock3D"),
+                    use_motion_module=use_motion_module and up.downscale in motion_module_resolutions,
+                    add_upsample=up.add_upsample,
                 )
             )
 
@@ -155,14 +140,14 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
 
-        readers = [(name, module) for name, module in self.named_modules() if isinstance(module, ReferenceReaderBlock)]
-        self.bank_order = reader_pairing_order((name, module.width) for name, module in readers)
-        self._bank_names = {
-            prefix: [name for name, _ in readers if name.startswith(prefix + ".")]
-            for prefix in [f"down_blocks.{i}" for i in range(len(down_blocks))]
-            + ["mid_block"]
-            + [f"up_blocks.{i}" for i in range(len(up_blocks))]
-        }
+        self.bank_layout = BankLayout.from_blocks(
+            (name, module.width) for name, module in self.named_modules() if isinstance(module, ReferenceReaderBlock)
+        )
+
+    @property
+    def bank_order(self) -> list[str]:
+        """The reader blocks in the official pairing order (see `BankLayout`)."""
+        return self.bank_layout.order
 
     @classmethod
     def from_base_config(
@@ -228,31 +213,26 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
             face = face_features.transpose(1, 2).expand(batch, num_frames, -1, height, width)  # [B, F, C0, h, w]
             hidden_states = hidden_states + face.flatten(0, 1)
 
-        skips: tuple[torch.Tensor, ...] = (hidden_states,)
+        layout = self.bank_layout
+        skips: Skips = (hidden_states,)
         for i, down_block in enumerate(self.down_blocks):
-            if isinstance(down_block, CrossAttnDownBlock3D):
-                hidden_states, block_skips = down_block(
-                    hidden_states, cond, self._banks(f"down_blocks.{i}", reference_banks)
-                )
-            else:
-                hidden_states, block_skips = down_block(hidden_states, cond)
+            down_banks = layout.banks_in(f"down_blocks.{i}", reference_banks)
+            hidden_states, block_skips = down_block(hidden_states, cond, down_banks)
             skips += block_skips
 
-        hidden_states = self.mid_block(hidden_states, cond, self._banks("mid_block", reference_banks))
+        hidden_states = self.mid_block(hidden_states, cond, layout.banks_in("mid_block", reference_banks))
 
         for i, up_block in enumerate(self.up_blocks):
-            num_layers = len(up_block.resnets)  # type: ignore[arg-type]
-            block_skips, skips = skips[-num_layers:], skips[:-num_layers]
-            upsample_size = tuple(skips[-1].shape[2:]) if skips else None
-            if isinstance(up_block, CrossAttnUpBlock3D):
-                banks = self._banks(f"up_blocks.{i}", reference_banks)
-                hidden_states = up_block(hidden_states, block_skips, cond, banks, upsample_size)
-            else:
-                hidden_states = up_block(hidden_states, block_skips, cond, upsample_size)
+            block_skips, skips, upsample_size = take_skips(skips, len(up_block.resnets))  # type: ignore[arg-type]
+            up_banks = layout.banks_in(f"up_blocks.{i}", reference_banks)
+            hidden_states = up_block(hidden_states, block_skips, cond, up_banks, upsample_size)
 
         hidden_states = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))  # [(B F), 4, h, w]
         output: torch.Tensor = hidden_states.unflatten(0, (batch, num_frames)).transpose(1, 2)  # [B, 4, F, h, w]
         return output
 
-    def _banks(self, block_prefix: str, reference_banks: ReferenceBanks) -> list[torch.Tensor]:
-        return [reference_banks.tensors[name] for name in self._bank_names[block_prefix]]
+
+def _has_cross_attention(block_type: str, with_attention: str, without_attention: str) -> bool:
+    if block_type not in (with_attention, without_attention):
+        raise ValueError(f"unsupported block type {block_type!r}; expected {with_attention!r} or {without_attention!r}")
+    return block_type == with_attention

@@ -22,7 +22,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-ENCODER_PREFIX = "encoder."
+from echomimic.models.checkpoint_loading import CheckpointMismatchError, load_strict
+
+ENCODER_NAME = "encoder"
+"""The encoder's module name in the whisper checkpoint: its keys start with `encoder.`."""
 ENCODER_DIMS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
 
 
@@ -128,8 +131,8 @@ def load_whisper_tiny_encoder(source: str | os.PathLike[str] | Mapping[str, Any]
     """Build the encoder from an official whisper checkpoint (`audio_processor/whisper_tiny.pt`) on the CPU, float32.
 
     `source` is the file's path or its already-loaded content: a dict holding `dims` and `model_state_dict`.
-    Every `encoder.*` key must be present with the right shape and no other `encoder.*` key may exist; the
-    decoder's keys are ignored.
+    Every `encoder.*` key must be present with the right shape and no other `encoder.*` key may exist (errors name
+    the file, the keys and their shapes); the decoder's keys are ignored.
     """
     if isinstance(source, Mapping):
         label, checkpoint = "whisper checkpoint", source
@@ -143,22 +146,14 @@ def load_whisper_tiny_encoder(source: str | os.PathLike[str] | Mapping[str, Any]
         raise WhisperCheckpointError(f"{label}: 'dims' lacks {', '.join(missing_dims)}")
 
     encoder: WhisperAudioEncoder = WhisperAudioEncoder(**{name: int(dims[name]) for name in ENCODER_DIMS})
-    encoder_state = {
-        key.removeprefix(ENCODER_PREFIX): value for key, value in state.items() if key.startswith(ENCODER_PREFIX)
-    }
-    expected = encoder.state_dict()
-    for key, tensor in expected.items():
-        if key not in encoder_state:
-            raise WhisperCheckpointError(f"{label}: missing key '{ENCODER_PREFIX}{key}'")
-        actual_shape = tuple(encoder_state[key].shape)
-        if actual_shape != tuple(tensor.shape):
-            raise WhisperCheckpointError(
-                f"{label}: '{ENCODER_PREFIX}{key}' has shape {list(actual_shape)}, expected {list(tensor.shape)}"
-            )
-    unexpected = sorted(encoder_state.keys() - expected.keys())
-    if unexpected:
-        raise WhisperCheckpointError(f"{label}: unexpected key '{ENCODER_PREFIX}{unexpected[0]}'")
-    encoder.load_state_dict(encoder_state, strict=True)
+    # Checked and loaded under a parent named like the file's prefix, so keys in errors read as in the file.
+    whisper = nn.Module()
+    whisper.add_module(ENCODER_NAME, encoder)
+    encoder_state = {key: value for key, value in state.items() if key.startswith(f"{ENCODER_NAME}.")}
+    try:
+        load_strict(whisper, encoder_state, label)
+    except CheckpointMismatchError as error:
+        raise WhisperCheckpointError(str(error)) from error
     encoder.eval()
     return encoder
 

@@ -71,7 +71,7 @@ class EchoMimicPipelineOutput:
     latents: torch.Tensor
     """[B, 4, F, h, w] final latents (unscaled by 0.18215, as the sampler leaves them)."""
     video: torch.Tensor | None
-    """[B, 3, F, H, W] float32 in [0, 1]; None when `output_type="latent"`."""
+    """[B, 3, F, H, W] float32 in [0, 1] on the CPU; None when `output_type="latent"`."""
 
 
 def velocity_through_clean_estimate(
@@ -183,9 +183,12 @@ class EchoMimicPipeline(DiffusionPipeline):
             yield (image / 2 + 0.5).clamp(0, 1).float()
 
     def decode_latents(self, latents: torch.Tensor, progress: ProgressCallback | None = None) -> torch.Tensor:
-        """[B, 4, F, h, w] → [B, 3, F, H, W] float32 in [0, 1]."""
+        """[B, 4, F, h, w] → [B, 3, F, H, W] float32 in [0, 1] on the CPU.
+
+        Each frame leaves the device as soon as it is decoded, so a long clip never sits on the GPU as float pixels.
+        """
         batch, _, num_frames = latents.shape[:3]
-        video = torch.stack(list(self.decode_frames(latents, progress)))  # [(B F), 3, H, W]
+        video = torch.stack([frame.cpu() for frame in self.decode_frames(latents, progress)])  # [(B F), 3, H, W]
         return video.reshape(batch, num_frames, *video.shape[1:]).permute(0, 2, 1, 3, 4)  # [B, 3, F, H, W]
 
     @torch.no_grad()
@@ -269,10 +272,11 @@ class EchoMimicPipeline(DiffusionPipeline):
         schedule = ContextWindowSchedule(num_frames, context_frames, context_overlap, context_shift_per_step)
         guided_batch = 2 if do_classifier_free_guidance else 1
 
-        # 7. Denoising loop.
+        # 7. Denoising loop. Progress counts UNet calls: on a long clip one step is hundreds of windows.
+        windows_per_step = len(schedule.base_windows())
         for step_index, timestep in enumerate(timesteps):
             averager = WindowAverager((guided_batch, *latents.shape[1:]), device, dtype)
-            for window in schedule.windows_at(step_index):
+            for window_index, window in enumerate(schedule.windows_at(step_index)):
                 model_input = latents[:, :, window]  # [1, 4, f, h, w]
                 window_audio = audio[:, window]  # [1, f, 50, 384]
                 if do_classifier_free_guidance:
@@ -288,6 +292,13 @@ class EchoMimicPipeline(DiffusionPipeline):
                     uncond_first_half=do_classifier_free_guidance,
                 )  # [guided_batch, 4, f, h, w]
                 averager.add(window, velocity_through_clean_estimate(velocity, model_input, alphas_cumprod[timestep]))
+                report(
+                    progress,
+                    "denoising",
+                    step_index * windows_per_step + window_index + 1,
+                    len(timesteps) * windows_per_step,
+                    f"step {step_index + 1}/{len(timesteps)}, t={int(timestep)}",
+                )
 
             model_output = averager.average()  # [guided_batch, 4, F, h, w]
             if do_classifier_free_guidance:
@@ -298,7 +309,6 @@ class EchoMimicPipeline(DiffusionPipeline):
 
             if callback_on_step_end is not None:
                 callback_on_step_end(DenoisingStep(step_index, int(timestep), model_output, latents))
-            report(progress, "denoising", step_index + 1, len(timesteps), f"t={int(timestep)}")
 
         # 8. Decode.
         if output_type == "latent":

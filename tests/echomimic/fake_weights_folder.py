@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from tests.echomimic.conftest import tiny_tensors
 
 FILES = (
     "reference_unet.pth",
@@ -28,9 +30,7 @@ FILES = (
 
 def tiny_state(conformance_dir: Path, name: str) -> dict[str, torch.Tensor]:
     """A tiny fixture's weights (`tiny/weights/<name>.safetensors`) as float32."""
-    return {
-        key: value.float() for key, value in load_file(conformance_dir / "tiny/weights" / f"{name}.safetensors").items()
-    }
+    return tiny_tensors(conformance_dir, f"weights/{name}.safetensors")
 
 
 def write_fake_weights_folder(conformance_dir: Path, root: Path) -> Path:

@@ -1,26 +1,24 @@
-"""Audio features against the official run (fixture d): waveform, mel filters, log-mel, embeddings, chunks."""
+"""Audio features against the official run (fixture d): mel filters, log-mel, embeddings, chunks."""
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
 
 from echomimic.audio_features import (
     AudioFeatureExtractor,
     chunk_indices,
     frame_count_for_tokens,
-    load_audio_16k,
     log_mel_spectrogram,
     mel_filter_bank,
 )
 from echomimic.models.whisper_encoder import WhisperAudioEncoder
+from tests.echomimic.conftest import tiny_tensors
 
 MEL_ATOL = 1e-5
 FEATURES_ATOL = 5e-5
@@ -33,16 +31,10 @@ def fixture_d(conformance_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def extractor(conformance_dir: Path) -> AudioFeatureExtractor:
-    weights = load_file(conformance_dir / "tiny/weights/whisper_tiny_encoder.safetensors")
+    weights = tiny_tensors(conformance_dir, "weights/whisper_tiny_encoder.safetensors")
     encoder = WhisperAudioEncoder()
-    encoder.load_state_dict({key.removeprefix("encoder."): value.float() for key, value in weights.items()})
+    encoder.load_state_dict({key.removeprefix("encoder."): value for key, value in weights.items()})
     return AudioFeatureExtractor(encoder.eval())
-
-
-def test_wav_loads_to_the_official_waveform(conformance_dir: Path, fixture_d: dict[str, torch.Tensor]) -> None:
-    waveform = load_audio_16k(conformance_dir / "tiny/d_audio.wav")
-    assert waveform.dtype == np.float32
-    assert torch.equal(torch.from_numpy(waveform), fixture_d["waveform"])
 
 
 def test_mel_filters_match_the_official_matrix(fixture_d: dict[str, torch.Tensor]) -> None:
@@ -135,43 +127,3 @@ def test_long_audio_is_encoded_in_padded_30_second_segments() -> None:
         last = encoder(F.pad(mel[:, 6000:], (0, 2500))[None])[0]
     torch.testing.assert_close(embeddings[1500:3000], second)
     torch.testing.assert_close(embeddings[3000:], last[:250])
-
-
-def _write_wav(path: Path, samples: np.ndarray, rate: int, channels: int) -> None:
-    with wave.open(str(path), "wb") as file:
-        file.setnchannels(channels)
-        file.setsampwidth(2)
-        file.setframerate(rate)
-        file.writeframes(samples.astype("<i2").tobytes())
-
-
-def test_other_rates_and_layouts_are_resampled_to_16k_mono(tmp_path: Path) -> None:
-    rate, seconds = 48_000, 0.5
-    time = np.arange(int(rate * seconds)) / rate
-    tone = np.round(0.5 * 32767 * np.sin(2 * np.pi * 440.0 * time))
-    path = tmp_path / "tone.wav"
-    _write_wav(path, np.stack([tone, tone], axis=1).reshape(-1), rate, channels=2)
-
-    waveform = load_audio_16k(path)
-    assert waveform.dtype == np.float32
-    assert abs(len(waveform) - 8000) <= 32
-    spectrum = np.abs(np.fft.rfft(waveform[1000:7000]))
-    assert np.argmax(spectrum) * 16_000 / 6000 == pytest.approx(440.0, abs=3.0)
-    assert np.sqrt(np.mean(waveform[1000:7000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
-
-
-def test_unreadable_audio_gets_a_clear_error(tmp_path: Path) -> None:
-    not_audio = tmp_path / "notes.wav"
-    not_audio.write_text("this is not audio")
-    with pytest.raises(ValueError, match=r"notes\.wav: cannot read audio"):
-        load_audio_16k(not_audio)
-    with pytest.raises(ValueError, match=r"missing\.wav: cannot read audio"):
-        load_audio_16k(tmp_path / "missing.wav")
-    picture = tmp_path / "picture.png"
-    Image.new("RGB", (8, 8)).save(picture)
-    with pytest.raises(ValueError, match=r"picture\.png: no audio stream"):
-        load_audio_16k(picture)
-    silent = tmp_path / "empty.wav"
-    _write_wav(silent, np.zeros(0), 16_000, channels=1)
-    with pytest.raises(ValueError, match=r"empty\.wav: contains no audio samples"):
-        load_audio_16k(silent)

@@ -61,6 +61,7 @@ def test_denoising_merge_follows_the_official_order() -> None:
     assert (loaded[BASE_ONLY_KEY] == 1.0).all()
     assert all((value == 3.0).all() for key, value in loaded.items() if key in denoising)
     assert set(report.from_base_or_motion_module) == {BASE_ONLY_KEY, *motion}
+    assert report.from_denoising_file == [key for key in loaded if key in denoising]
     assert report.ignored_denoising_keys == ["not_in_model.weight"]
     assert report.not_loaded == []
 

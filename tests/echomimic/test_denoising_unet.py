@@ -10,8 +10,12 @@ import pytest
 import torch
 
 from echomimic.models import EchoUNet3DConditionModel, ReferenceBanks, ReferenceUNet2DConditionModel
-from echomimic.models.unet_3d_denoising import FIXED_OFFICIAL_OPTIONS
-from tests.echomimic.conftest import build_tiny_denoising_unet, tiny_tensors
+from tests.echomimic.conftest import (
+    assert_resolved_config_matches,
+    build_tiny_denoising_unet,
+    tiny_config,
+    tiny_tensors,
+)
 
 OUTPUT_ATOL = 1e-4
 BLOCK_ATOL_PER_UNIT = 1e-4  # block outputs reach ~27, so their float32 noise scales with the magnitude
@@ -59,13 +63,7 @@ def _max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def test_resolved_config_matches_the_official_one(
     conformance_dir: Path, tiny_denoising_unet: EchoUNet3DConditionModel
 ) -> None:
-    official = json.loads((conformance_dir / "tiny/configs/denoising_unet_resolved_config.json").read_text())
-    for key, value in official.items():
-        if key.startswith("_"):
-            continue
-        ours = FIXED_OFFICIAL_OPTIONS[key] if key in FIXED_OFFICIAL_OPTIONS else tiny_denoising_unet.config[key]
-        ours = list(ours) if isinstance(ours, tuple) else ours
-        assert ours == value, key
+    assert_resolved_config_matches(tiny_denoising_unet, tiny_config(conformance_dir, "denoising_unet_resolved_config"))
     assert tiny_denoising_unet.config["audio_attention_scale"] == 3.0
 
 
@@ -192,6 +190,6 @@ def test_audio_for_other_frames_is_an_error(
 
 
 def test_unsupported_official_option_is_an_error(conformance_dir: Path) -> None:
-    base = json.loads((conformance_dir / "tiny/configs/unet_base_config.json").read_text())
+    base = tiny_config(conformance_dir, "unet_base_config")
     with pytest.raises(ValueError, match="use_inflated_groupnorm"):
         EchoUNet3DConditionModel.from_base_config(base, {"use_inflated_groupnorm": False})

@@ -10,16 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 from echomimic.models.face_locator import FaceLocator
+from tests.echomimic.conftest import tiny_config, tiny_tensors
 
 ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def tiny_locator(conformance_dir: Path) -> FaceLocator:
-    config = json.loads((conformance_dir / "tiny/configs/face_locator_config.json").read_text())
-    locator: FaceLocator = FaceLocator.from_config(config)
-    weights = load_file(conformance_dir / "tiny/weights/face_locator.safetensors")
-    locator.load_state_dict({key: value.float() for key, value in weights.items()}, strict=True)
+    locator: FaceLocator = FaceLocator.from_config(tiny_config(conformance_dir, "face_locator_config"))
+    locator.load_state_dict(tiny_tensors(conformance_dir, "weights/face_locator.safetensors"), strict=True)
     return locator.eval()
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from echomimic.audio_features import load_audio_16k
 from echomimic.weights import load_echomimic
+from tests.echomimic.conftest import run_official_sampler_call
 from tests.echomimic.fake_weights_folder import write_fake_weights_folder
 
 pytestmark = [
@@ -39,20 +39,9 @@ def tf32_off() -> Iterator[None]:
 def test_pipeline_on_cuda_matches_the_official_run(
     conformance_dir: Path, tmp_path: Path, tf32_off: None, dtype: torch.dtype, atol: float
 ) -> None:
-    fixture = load_file(conformance_dir / "tiny/e_pipeline.safetensors")
     pipeline = load_echomimic(write_fake_weights_folder(conformance_dir, tmp_path), device="cuda", dtype=dtype)
-    output = pipeline(
-        fixture["ref_image_uint8_hwc"].numpy(),
-        fixture["face_mask"][0, 0, 0].numpy(),
-        load_audio_16k(conformance_dir / "tiny/d_audio.wav"),
-        video_length=20,
-        fps=24,
-        num_inference_steps=6,
-        guidance_scale=1.0,
-        context_frames=12,
-        context_overlap=3,
-        noise=fixture["initial_noise"],
-    )
+    output = run_official_sampler_call(pipeline, conformance_dir)
     latents = output.latents.float().cpu()
     assert torch.isfinite(latents).all()
-    torch.testing.assert_close(latents, fixture["final_latents"], atol=atol, rtol=0)
+    expected = load_file(conformance_dir / "tiny/e_pipeline.safetensors")["final_latents"]
+    torch.testing.assert_close(latents, expected, atol=atol, rtol=0)

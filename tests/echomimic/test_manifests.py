@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from echomimic.models import EchoUNet3DConditionModel, ReferenceUNet2DConditionModel
-from echomimic.models.unet_3d_denoising import FIXED_OFFICIAL_OPTIONS
-from tests.echomimic.conftest import tiny_config
+from tests.echomimic.conftest import assert_resolved_config_matches, tiny_config
 
 
 def _manifest(conformance_dir: Path, name: str) -> dict[str, Any]:
@@ -79,11 +78,7 @@ def test_denoising_unet_resolved_config(
     conformance_dir: Path, full_size_denoising_unet: EchoUNet3DConditionModel
 ) -> None:
     official = _manifest(conformance_dir, "denoising_unet")["resolved_config"]
-    for key, value in official.items():
-        if key.startswith("_"):
-            continue
-        ours = FIXED_OFFICIAL_OPTIONS[key] if key in FIXED_OFFICIAL_OPTIONS else full_size_denoising_unet.config[key]
-        assert (list(ours) if isinstance(ours, tuple) else ours) == value, key
+    assert_resolved_config_matches(full_size_denoising_unet, official)
 
 
 def test_full_size_bank_pairing_is_by_width_then_module_order(

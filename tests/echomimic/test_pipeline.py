@@ -7,6 +7,7 @@ official initial noise to the final latents and video, with every scheduler step
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from echomimic.audio_features import load_audio_16k
 from echomimic.pipelines.pipeline_echomimic import (
     DenoisingStep,
     EchoMimicPipeline,
@@ -22,8 +22,10 @@ from echomimic.pipelines.pipeline_echomimic import (
     frames_to_uint8,
     velocity_through_clean_estimate,
 )
+from echomimic.progress import ProgressEvent
 from echomimic.schedulers import make_ddim_scheduler
 from echomimic.weights import load_echomimic
+from tests.echomimic.conftest import run_official_sampler_call
 from tests.echomimic.fake_weights_folder import write_fake_weights_folder
 
 FINAL_LATENTS_ATOL = 3e-4
@@ -43,26 +45,22 @@ def pipeline(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return load_echomimic(weights_dir, device="cpu", dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class OfficialRun:
+    output: EchoMimicPipelineOutput
+    steps: list[DenoisingStep]
+    events: list[ProgressEvent]
+
+
 @pytest.fixture(scope="module")
-def official_run(
-    pipeline: EchoMimicPipeline, conformance_dir: Path, fixture_e: dict[str, torch.Tensor]
-) -> tuple[EchoMimicPipelineOutput, list[DenoisingStep]]:
+def official_run(pipeline: EchoMimicPipeline, conformance_dir: Path) -> OfficialRun:
     """The e_pipeline.json call: 192x128, 20 frames, 6 steps, guidance 1, windows 12/3, fps 24."""
     steps: list[DenoisingStep] = []
-    output = pipeline(
-        fixture_e["ref_image_uint8_hwc"].numpy(),
-        fixture_e["face_mask"][0, 0, 0].numpy(),
-        load_audio_16k(conformance_dir / "tiny/d_audio.wav"),
-        video_length=20,
-        fps=24,
-        num_inference_steps=6,
-        guidance_scale=1.0,
-        context_frames=12,
-        context_overlap=3,
-        noise=fixture_e["initial_noise"],
-        callback_on_step_end=steps.append,
+    events: list[ProgressEvent] = []
+    output = run_official_sampler_call(
+        pipeline, conformance_dir, callback_on_step_end=steps.append, progress=events.append
     )
-    return output, steps
+    return OfficialRun(output, steps, events)
 
 
 def test_scheduler_is_configured_as_the_official_inference(conformance_dir: Path) -> None:
@@ -110,12 +108,9 @@ def test_decoding_the_official_final_latents(pipeline: EchoMimicPipeline, fixtur
     torch.testing.assert_close(video, fixture_e["video"], atol=VIDEO_ATOL, rtol=0)
 
 
-def test_every_step_matches_the_official_sampler(
-    official_run: tuple[EchoMimicPipelineOutput, list[DenoisingStep]], fixture_e: dict[str, torch.Tensor]
-) -> None:
-    _, steps = official_run
-    assert [step.timestep for step in steps] == fixture_e["timesteps"].tolist()
-    for step in steps:
+def test_every_step_matches_the_official_sampler(official_run: OfficialRun, fixture_e: dict[str, torch.Tensor]) -> None:
+    assert [step.timestep for step in official_run.steps] == fixture_e["timesteps"].tolist()
+    for step in official_run.steps:
         expected_output = fixture_e["step_model_output"][step.step_index]
         expected_latents = fixture_e["step_output_latents"][step.step_index]
         torch.testing.assert_close(step.model_output, expected_output, atol=STEP_ATOL, rtol=0)
@@ -123,9 +118,9 @@ def test_every_step_matches_the_official_sampler(
 
 
 def test_final_latents_and_video_match_the_official_run(
-    official_run: tuple[EchoMimicPipelineOutput, list[DenoisingStep]], fixture_e: dict[str, torch.Tensor]
+    official_run: OfficialRun, fixture_e: dict[str, torch.Tensor]
 ) -> None:
-    output, _ = official_run
+    output = official_run.output
     torch.testing.assert_close(output.latents, fixture_e["final_latents"], atol=FINAL_LATENTS_ATOL, rtol=0)
     assert output.video is not None
     torch.testing.assert_close(output.video, fixture_e["video"], atol=VIDEO_ATOL, rtol=0)
@@ -169,8 +164,16 @@ def test_guidance_mixes_an_unconditional_half_without_audio_face_or_banks(
     torch.testing.assert_close(steps[0].model_output, expected, atol=1e-5, rtol=0)
 
 
-def test_frames_come_out_as_uint8_rgb(official_run: tuple[EchoMimicPipelineOutput, list[DenoisingStep]]) -> None:
-    output, _ = official_run
+def test_progress_counts_every_unet_call_then_every_decoded_frame(official_run: OfficialRun) -> None:
+    denoising = [(event.done, event.total) for event in official_run.events if event.stage == "denoising"]
+    assert denoising == [(done, 6 * 3) for done in range(1, 19)]  # 6 steps of 3 windows
+    decoding = [(event.done, event.total) for event in official_run.events if event.stage == "decoding"]
+    assert decoding == [(done, 20) for done in range(1, 21)]
+    assert [event.stage for event in official_run.events] == ["denoising"] * 18 + ["decoding"] * 20
+
+
+def test_frames_come_out_as_uint8_rgb(official_run: OfficialRun) -> None:
+    output = official_run.output
     assert output.video is not None
     frames = frames_to_uint8(output.video[0].unbind(1))
     assert frames.shape == (20, 128, 192, 3) and frames.dtype == np.uint8

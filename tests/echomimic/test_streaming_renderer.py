@@ -5,6 +5,8 @@ The windows and poses are the streaming package's own message types, which the r
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,37 @@ def test_idle_frames_move_the_portrait_by_each_pose(renderer: EchoMimicRenderer,
     assert not np.array_equal(frames[2], avatar.image)
     assert not np.array_equal(frames[3], avatar.image)
     assert renderer.render_idle(avatar, []) == []
+
+
+def test_sessions_take_turns_on_the_model_while_idle_frames_never_wait(
+    renderer: EchoMimicRenderer, avatar: EchoMimicAvatar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audio = renderer.pipeline.audio_features
+    assert audio is not None
+    encode = audio.encoder_embeddings
+    entered = threading.Semaphore(0)
+    leave = threading.Event()
+
+    def held_encoding(waveform: np.ndarray) -> torch.Tensor:
+        """The first model step of a window: announces itself, then holds the model until the test lets go."""
+        entered.release()
+        leave.wait(timeout=60)
+        return encode(waveform)
+
+    monkeypatch.setattr(audio, "encoder_embeddings", held_encoding)
+    window = _window(first_frame=10, frame_count=4, context_frames=2)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        try:
+            first = pool.submit(renderer.render_window, avatar, window)
+            assert entered.acquire(timeout=60), "the first window never reached the model"
+            second = pool.submit(renderer.render_window, avatar, window)
+            assert not entered.acquire(timeout=0.5), "a second window used the model while the first held it"
+            idle = pool.submit(renderer.render_idle, avatar, [IdlePose()])
+            assert len(idle.result(timeout=60)) == 1
+        finally:
+            leave.set()
+        assert entered.acquire(timeout=60), "the second window never reached the model"
+        assert len(first.result()) == len(second.result()) == 4
 
 
 def test_windows_are_checked(renderer: EchoMimicRenderer, avatar: EchoMimicAvatar) -> None:

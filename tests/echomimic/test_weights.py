@@ -99,6 +99,16 @@ def test_a_missing_folder_part_is_named(editable_dir: Path) -> None:
         load_echomimic(editable_dir / "nowhere", device="cpu")
 
 
+def test_a_config_the_models_cannot_be_built_from_is_named(editable_dir: Path, conformance_dir: Path) -> None:
+    config_file = editable_dir / "sd-image-variations-diffusers/unet/config.json"
+    config = json.loads((conformance_dir / "tiny/configs/unet_base_config.json").read_text())
+    config["down_block_types"][0] = "SimpleDownBlock2D"
+    config_file.unlink()
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"unet/config\.json: cannot build .*SimpleDownBlock2D"):
+        load_echomimic(editable_dir, device="cpu")
+
+
 def test_a_wrong_shape_names_file_key_and_shapes(editable_dir: Path, conformance_dir: Path) -> None:
     state = tiny_state(conformance_dir, "reference_unet")
     state["conv_in.weight"] = torch.zeros(32, 4, 1, 1)
