@@ -38,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--avatar", default=None, help="the portrait sessions start with: a name from the avatar list, or an image path"
     )
     serve.add_argument("--max-sessions", type=int, default=ServerSettings.max_sessions, help="admission limit")
+    serve.add_argument(
+        "--playout-delay",
+        type=float,
+        default=None,
+        help="seconds between a moment of voice arriving and its frame going out (default: what the renderer needs)",
+    )
+    serve.add_argument(
+        "--no-echo-audio", action="store_true", help="do not send the caller's voice back alongside the video"
+    )
+    serve.add_argument("--avatar-dir", type=Path, default=None, help="where uploaded portraits are kept")
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=ServerSettings.max_upload_bytes / 2**20, help="portrait upload limit"
+    )
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -86,6 +99,10 @@ def _serve(args: argparse.Namespace) -> int:
         weights_dir=args.weights,
         fps=args.fps,
         max_sessions=args.max_sessions,
+        playout_delay=args.playout_delay,
+        echo_audio=not args.no_echo_audio,
+        max_upload_bytes=round(args.max_upload_mb * 2**20),
+        **({"avatar_dir": args.avatar_dir} if args.avatar_dir is not None else {}),
     )
     run_server(settings)
     return 0

@@ -1,0 +1,431 @@
+"""Latency over loopback: speech onset to the first open-mouth frame, and the A/V offset of the echoed voice.
+
+    python -m bench.latency [--phrases 12] [--fps 25] [--playout-delay SECONDS]
+
+Starts the server in a child process (lite renderer, bundled portrait, ICE on 127.0.0.1 only) and calls it from
+an aiortc client that speaks espeak-ng phrases, each after a stretch of silence, in real time. Everything is
+timed on the client's clock:
+
+- speech onset: when the first loud sample of a phrase is spoken, i.e. `start + sample / rate` on the schedule
+  the client sends its 20 ms packets by (each when its last sample would have been captured);
+- first open mouth: when the first video frame after the onset whose mouth box shows more dark (mouth cavity)
+  pixels than any idle frame did arrived: its last RTP packet, stamped before aiortc's jitter buffer, so the
+  client's own buffering is not counted;
+- echoed onset: when the echoed voice's first loud sample arrived (its RTP packet, stamped the same way).
+
+onset-to-mouth = first open mouth - speech onset. A/V offset = first open mouth - echoed onset, positive when
+the sound leads the picture (the sign convention of ITU-R BT.1359, whose detectability window is +45/-125 ms).
+Both include what a real call has on the way: Opus encoding on the client, aiortc's receive jitter buffer on
+the server, the stream's pipeline and the playout delay, VP8 or Opus encoding on the server, and loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
+
+from server.ice_addresses import restrict_ice_host_addresses
+from streaming.clock import MonotonicClock
+from streaming.frames import RgbImage
+from streaming.lite.default_portrait import default_portrait_path, load_portrait
+from streaming.lite.renderer import LiteRenderer
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = 48_000
+PACKET = 960
+"""20 ms at 48 kHz: one Opus packet, as a browser sends it."""
+PHRASES = (
+    "Hello there.",
+    "Good morning, everyone.",
+    "Paris is lovely in May.",
+    "My name is Eileen.",
+    "Pass the salt, please.",
+    "Today is Monday.",
+    "Look at that!",
+    "Bring me the map.",
+    "We fly at dawn.",
+    "Barbara baked bread.",
+    "Open the window.",
+    "Mind the gap.",
+)
+SILENCE_BEFORE = 1.6
+"""Seconds of silence before each phrase: longer than the VAD's hang-over, so every phrase is a fresh onset."""
+TAIL = 1.5
+ONSET_DBFS = -35.0
+ONSET_QUIET = 0.5
+"""An onset is a loud 10 ms after at least this many seconds below the threshold."""
+PAIRING_WINDOW = 1.0
+DARK = 60
+"""Grey level below which a pixel counts as mouth cavity."""
+IDLE_MARGIN = 0.008
+"""Share of dark pixels above the most any idle frame shows that counts as an open mouth (idle: about 0.007)."""
+MIN_OPEN = 0.015
+
+
+# The speech the client says.
+
+
+def make_speech(count: int, workdir: Path) -> tuple[npt.NDArray[np.float32], list[float]]:
+    """`count` phrases, each after `SILENCE_BEFORE` s of silence, at 48 kHz; and each phrase's onset in seconds."""
+    pieces: list[npt.NDArray[np.float32]] = []
+    for number in range(count):
+        wav = workdir / f"phrase{number}.wav"
+        subprocess.run(["espeak-ng", "-w", str(wav), PHRASES[number % len(PHRASES)]], check=True, timeout=60)
+        pieces += [np.zeros(round(SILENCE_BEFORE * RATE), dtype=np.float32), read_audio(wav)]
+    pieces.append(np.zeros(round(TAIL * RATE), dtype=np.float32))
+    speech = np.concatenate(pieces)
+    return speech, [index / RATE for index in onsets(speech)]
+
+
+def read_audio(path: Path) -> npt.NDArray[np.float32]:
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+    with av.open(str(path)) as container:
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    frames += resampler.resample(None)
+    return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype(np.float32)
+
+
+def onsets(samples: npt.NDArray[np.float32]) -> list[int]:
+    """Sample indices where a 10 ms window first exceeds `ONSET_DBFS` after `ONSET_QUIET` s below it."""
+    hop, window = RATE // 200, RATE // 100
+    found, quiet_since = [], 0
+    for start in range(0, len(samples) - window, hop):
+        rms = float(np.sqrt(np.mean(np.square(samples[start : start + window], dtype=np.float64))))
+        loud = 20 * np.log10(rms + 1e-12) > ONSET_DBFS
+        if loud and start - quiet_since >= ONSET_QUIET * RATE:
+            found.append(start)
+        if loud:
+            quiet_since = start + window
+    return found
+
+
+# The mouth.
+
+
+@dataclass(frozen=True)
+class MouthProbe:
+    """Share of dark pixels (the open mouth's cavity) in a box around the lite avatar's mouth. Unlike a difference
+    from the rest frame, it does not rise with the idle head drift."""
+
+    rows: slice
+    columns: slice
+
+    @classmethod
+    def for_default_avatar(cls) -> MouthProbe:
+        avatar = LiteRenderer().prepare_avatar(load_portrait(default_portrait_path()))
+        (cx, cy), width = avatar.layout.mouth_center, avatar.layout.mouth_width
+        x, y = cx - avatar.margin, cy - avatar.margin
+        return cls(
+            slice(round(y - 0.3 * width), round(y + 0.8 * width)), slice(round(x - 0.6 * width), round(x + 0.6 * width))
+        )
+
+    def openness(self, frame: RgbImage) -> float:
+        grey = frame[self.rows, self.columns].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return float(np.mean(grey < DARK))
+
+
+# The call.
+
+
+class SpeakingTrack(MediaStreamTrack):
+    """Sends `speech` in 20 ms packets, each when its last sample would have been captured; then silence."""
+
+    kind = "audio"
+
+    def __init__(self, speech: npt.NDArray[np.float32], clock: MonotonicClock) -> None:
+        super().__init__()
+        self._pcm = np.round(np.clip(speech, -1, 1) * 32767).astype(np.int16)
+        self._clock = clock
+        self._sent = 0
+        self.start: float | None = None
+        """Clock time of the first sample: sample `n` is spoken at `start + n / RATE`."""
+        self.finished = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self.start is None:
+            self.start = self._clock.now()
+        await self._clock.sleep_until(self.start + (self._sent + PACKET) / RATE)
+        block = np.pad(self._pcm[self._sent : self._sent + PACKET], (0, max(0, self._sent + PACKET - len(self._pcm))))
+        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = RATE, self._sent, Fraction(1, RATE)
+        self._sent += PACKET
+        if self._sent >= len(self._pcm):
+            self.finished.set()
+        return frame
+
+
+@dataclass
+class Reception:
+    """What came back, stamped with the client clock at the network, before aiortc's jitter buffers."""
+
+    packet_arrival: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(kind, media timestamp) -> arrival of the last packet carrying it. Media timestamps count from the first
+    packet's RTP timestamp, as aiortc stamps decoded frames."""
+    rtp_origin: dict[str, int] = field(default_factory=dict)
+    video: list[tuple[int, float]] = field(default_factory=list)
+    """(RTP timestamp, mouth openness) per decoded frame."""
+    audio: list[tuple[int, npt.NDArray[np.float32]]] = field(default_factory=list)
+    """(RTP timestamp, mono samples) per decoded frame."""
+
+
+def tap_packets(receiver: RTCRtpReceiver, kind: str, reception: Reception, clock: MonotonicClock) -> None:
+    """Stamp every RTP packet as it arrives: aiortc holds audio and video in jitter buffers before decoding."""
+    handle: Callable[[RtpPacket, int], Awaitable[None]] = receiver._handle_rtp_packet
+
+    async def stamped(packet: RtpPacket, arrival_time_ms: int) -> None:
+        origin = reception.rtp_origin.setdefault(kind, packet.timestamp)
+        reception.packet_arrival[(kind, (packet.timestamp - origin) % 2**32)] = clock.now()
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = stamped  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    reception: Reception
+    speech_start: float
+    """Client clock time of the first sample of the speech."""
+    playout_delay: float
+    """As the server's answer states it."""
+
+
+async def call(base_url: str, speech: npt.NDArray[np.float32], probe: MouthProbe) -> CallRecord:
+    """Speak `speech` to the server and record what comes back."""
+    clock = MonotonicClock()
+    reception = Reception()
+    peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    microphone = SpeakingTrack(speech, clock)
+    audio = peer.addTransceiver(microphone, direction="sendrecv")
+    video = peer.addTransceiver("video", direction="recvonly")
+    tap_packets(audio.receiver, "audio", reception, clock)
+    tap_packets(video.receiver, "video", reception, clock)
+    done = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def receive(track: MediaStreamTrack) -> None:
+        try:
+            while not done.is_set():
+                frame = await track.recv()
+                assert frame.pts is not None
+                if isinstance(frame, av.VideoFrame):
+                    image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                    reception.video.append((frame.pts, probe.openness(image)))
+                elif isinstance(frame, av.AudioFrame):
+                    reception.audio.append((frame.pts, frame.to_ndarray().reshape(-1, 2).mean(axis=1) / 32768))
+        except MediaStreamError:
+            return
+
+    peer.on("track", lambda track: tasks.append(asyncio.create_task(receive(track))))
+    await peer.setLocalDescription(await peer.createOffer())
+    answer = await asyncio.to_thread(
+        post_json, f"{base_url}/api/sessions", {"sdp": peer.localDescription.sdp, "type": "offer"}
+    )
+    await peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    await microphone.finished.wait()
+    done.set()
+    await peer.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert microphone.start is not None
+    return CallRecord(reception, microphone.start, float(answer["playout_delay"]))
+
+
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer
+
+
+# The numbers.
+
+
+@dataclass(frozen=True)
+class Measurement:
+    onset_to_mouth: list[float]
+    onset_to_echo: list[float]
+    av_offset: list[float]
+    missed: int
+    open_threshold: float
+    received_fps: float
+
+
+def analyse(reception: Reception, speech_start: float, onset_times: list[float]) -> Measurement:
+    video = [(reception.packet_arrival[("video", pts)], openness) for pts, openness in reception.video]
+    first_onset = speech_start + onset_times[0]
+    idle = [openness for arrival, openness in video if arrival < first_onset]
+    threshold = max(MIN_OPEN, max(idle, default=0.0) + IDLE_MARGIN)
+    echoed = echoed_onsets(reception)
+    to_mouth, to_echo, offsets, missed = [], [], [], 0
+    for onset in (speech_start + t for t in onset_times):
+        mouth = next((t for t, o in video if onset <= t < onset + PAIRING_WINDOW and o > threshold), None)
+        echo = next((t for t in echoed if onset <= t < onset + PAIRING_WINDOW), None)
+        if mouth is None or echo is None:
+            missed += 1
+            continue
+        to_mouth.append(mouth - onset)
+        to_echo.append(echo - onset)
+        offsets.append(mouth - echo)
+    arrivals = [arrival for arrival, _ in video]
+    fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    return Measurement(to_mouth, to_echo, offsets, missed, threshold, fps)
+
+
+def echoed_onsets(reception: Reception) -> list[float]:
+    """Arrival times of the onsets in the echoed voice: its frames in order, each sample stamped with its packet."""
+    samples = np.concatenate([pcm for _, pcm in reception.audio]).astype(np.float32)
+    starts = np.cumsum([0] + [len(pcm) for _, pcm in reception.audio])
+    times = []
+    for index in onsets(samples):
+        frame = int(np.searchsorted(starts, index, side="right") - 1)
+        arrival = reception.packet_arrival[("audio", reception.audio[frame][0])]
+        times.append(arrival + (index - starts[frame]) / RATE)
+    return times
+
+
+WINDOW_RENDER = 'echolive_render_seconds_{}{{kind="window"}}'
+METRIC_LINE = re.compile(r"^(echolive_\S+)\s+(\S+)$", re.MULTILINE)
+
+
+def server_metrics(base_url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {match[1]: float(match[2]) for match in METRIC_LINE.finditer(text)}
+
+
+def summary(values: list[float]) -> str:
+    ms = sorted(1000 * value for value in values)
+    if not ms:
+        return "no samples"
+    p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
+    return f"median {statistics.median(ms):.0f} ms, p90 {p90:.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms"
+
+
+# Running it.
+
+
+def serve(port: int, fps: float | None, playout_delay: float | None, avatar_dir: Path) -> None:
+    from server.serve import run_server
+    from server.settings import ServerSettings
+
+    overrides: dict[str, Any] = {} if playout_delay is None else {"playout_delay": playout_delay}
+    run_server(
+        ServerSettings(
+            port=port, fps=fps, avatar_dir=avatar_dir, ice_host_addresses=("127.0.0.1",), echo_audio=True, **overrides
+        )
+    )
+
+
+def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the server did not become healthy within 60 s")
+
+
+def free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port: int = probe_socket.getsockname()[1]
+    return port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phrases", type=int, default=12)
+    parser.add_argument("--fps", type=float, default=None)
+    parser.add_argument("--playout-delay", type=float, default=None, help="seconds (default: the server's)")
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--avatar-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve, args.fps, args.playout_delay, args.avatar_dir)
+        return
+
+    restrict_ice_host_addresses(("127.0.0.1",))
+    with tempfile.TemporaryDirectory() as workdir:
+        speech, onset_times = make_speech(args.phrases, Path(workdir))
+        probe = MouthProbe.for_default_avatar()
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        command = [
+            sys.executable,
+            "-m",
+            "bench.latency",
+            "--serve",
+            str(port),
+            "--avatar-dir",
+            str(Path(workdir) / "avatars"),
+        ]
+        command += ["--fps", str(args.fps)] if args.fps is not None else []
+        command += ["--playout-delay", str(args.playout_delay)] if args.playout_delay is not None else []
+        log_path = Path(workdir) / "server.log"
+        with log_path.open("wb") as log:
+            server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until_healthy(base_url, server, log_path)
+            record = asyncio.run(call(base_url, speech, probe))
+            metrics = server_metrics(base_url)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    result = analyse(record.reception, record.speech_start, onset_times)
+    report(args, result, metrics, record.playout_delay)
+
+
+def report(args: argparse.Namespace, result: Measurement, metrics: dict[str, float], playout_delay: float) -> None:
+    cpu_lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+    cpu = cpu_lines[0].split(":", 1)[1].strip() if cpu_lines else platform.processor()
+    latency = metrics.get("echolive_end_to_end_latency_seconds_sum", 0.0) / max(
+        metrics.get("echolive_end_to_end_latency_seconds_count", 0.0), 1.0
+    )
+    render = metrics.get(WINDOW_RENDER.format("sum"), 0.0) / max(metrics.get(WINDOW_RENDER.format("count"), 0.0), 1.0)
+    print(f"machine: {cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}")
+    print(f"server: lite renderer, fps {args.fps or 'renderer default'}, playout delay {playout_delay * 1000:.0f} ms")
+    print(f"phrases: {args.phrases}, measured {len(result.onset_to_mouth)}, missed {result.missed}")
+    print(f"onset-to-mouth: {summary(result.onset_to_mouth)}")
+    print(f"onset-to-echo: {summary(result.onset_to_echo)}")
+    print(f"A/V offset of the echoed voice (+ = sound first): {summary(result.av_offset)}")
+    print(f"open mouth: over {result.open_threshold:.3f} dark share; video received at {result.received_fps:.1f} fps")
+    print(
+        f"server metrics: {metrics.get('echolive_frames_sent_total', 0):.0f} frames sent, "
+        f"{metrics.get('echolive_frames_dropped_total', 0):.0f} dropped, "
+        f"{metrics.get('echolive_frames_repeated_total', 0):.0f} repeated; "
+        f"audio arrival to frame sent {1000 * latency:.0f} ms mean; render {1000 * render:.1f} ms per window mean"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The HTTP surface: web client, signalling, avatars, health and metrics. Each route is a thin shim over one
+object built here; OpenAPI docs are at `/docs`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from aiortc import RTCPeerConnection
+from fastapi import FastAPI, File, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from server.avatars import AvatarInfo, AvatarStore
+from server.errors import error_response, install_error_handlers
+from server.ice_addresses import restrict_ice_host_addresses
+from server.metrics import ServerMetrics
+from server.renderers import create_renderer
+from server.session import Session, SessionConfig, SessionSummary
+from server.session_registry import SessionRegistry
+from server.settings import ServerSettings
+from server.signalling import SessionAnswer, SessionOffer, Signalling
+from server.timed_renderer import TimedRenderer
+from streaming.clock import Clock, MonotonicClock
+from streaming.renderer import Renderer
+
+UPLOAD_OVERHEAD = 64 * 1024
+"""Bytes a multipart upload may carry beyond the image itself (boundaries, headers, the file name)."""
+
+
+@dataclass(frozen=True)
+class AvatarList:
+    avatars: list[AvatarInfo]
+    default: str
+
+
+@dataclass(frozen=True)
+class SessionList:
+    sessions: list[SessionSummary]
+    max_sessions: int
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    renderer: str
+    fps: float
+    sessions: int
+    max_sessions: int
+
+
+def create_app(
+    settings: ServerSettings, *, renderer: Renderer[Any] | None = None, clock: Clock | None = None
+) -> FastAPI:
+    """Build the server. Everything that can fail on bad settings (renderer, weights, the startup avatar and its
+    face) fails here with a `ValueError`, before a port is bound. `renderer` and `clock` replace the built-in ones
+    (tests pass fakes)."""
+    metrics = ServerMetrics()
+    built = renderer if renderer is not None else create_renderer(settings.renderer, settings.fps, settings.weights_dir)
+    timed_renderer = TimedRenderer(built, metrics.render_seconds)
+    avatars: AvatarStore[object] = AvatarStore(
+        settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, settings.avatar
+    )
+    avatars.prepare_default()
+    if settings.ice_host_addresses:
+        restrict_ice_host_addresses(settings.ice_host_addresses)
+    registry = SessionRegistry(settings.max_sessions, metrics)
+    session_clock = clock if clock is not None else MonotonicClock()
+    session_config = SessionConfig(
+        fps=settings.fps,
+        playout_delay=settings.playout_delay,
+        echo_audio=settings.echo_audio,
+        media_timeout=settings.media_timeout,
+    )
+
+    def new_session(session_id: str, avatar_name: str, peer: RTCPeerConnection, avatar: object) -> Session:
+        return Session(
+            session_id,
+            avatar_name,
+            peer,
+            timed_renderer,
+            avatar,
+            session_config,
+            metrics,
+            session_clock,
+            on_closed=registry.discard,
+        )
+
+    signalling = Signalling(registry, avatars, new_session, settings.echo_audio)
+    frame_rate = settings.fps if settings.fps is not None else built.fps
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await registry.close_all("server_shutdown")
+
+    app = FastAPI(
+        title="EchoMimic Live",
+        summary="Talk into a microphone; a portrait speaks with your voice over WebRTC.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def refuse_oversized_uploads(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Checked before the multipart body is read, so an oversized upload is never spooled to disk.
+        declared = request.headers.get("content-length", "")
+        limit = settings.max_upload_bytes + UPLOAD_OVERHEAD
+        if request.url.path == "/api/avatars" and declared.isdigit() and int(declared) > limit:
+            return error_response(
+                413,
+                "upload_too_large",
+                f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB",
+            )
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    async def web_client() -> FileResponse:
+        return FileResponse(settings.web_client_dir / "index.html")
+
+    @app.post("/api/sessions", status_code=201, summary="Start a session from an SDP offer; returns the SDP answer")
+    async def create_session(offer: SessionOffer) -> SessionAnswer:
+        return await signalling.answer(offer)
+
+    @app.get("/api/sessions", summary="The sessions streaming now")
+    async def list_sessions() -> SessionList:
+        return SessionList([session.summary() for session in registry.sessions()], registry.max_sessions)
+
+    @app.delete("/api/sessions/{session_id}", status_code=204, summary="Hang up a session")
+    async def delete_session(session_id: str) -> Response:
+        await signalling.hang_up(session_id)
+        return Response(status_code=204)
+
+    @app.get("/api/avatars", summary="The avatars a session can use")
+    async def list_avatars() -> AvatarList:
+        return AvatarList(avatars.list(), avatars.default_name)
+
+    @app.post("/api/avatars", status_code=201, summary="Upload a portrait (PNG or JPEG with one clear face)")
+    async def upload_avatar(image: Annotated[UploadFile, File(description="PNG or JPEG portrait")]) -> AvatarInfo:
+        return await avatars.upload(await image.read(settings.max_upload_bytes + 1), image.filename)
+
+    @app.get("/api/avatars/{name}/image", summary="An avatar's portrait", response_class=FileResponse)
+    async def avatar_image(name: str) -> FileResponse:
+        return FileResponse(avatars.image_path(name), media_type=avatars.media_type(name))
+
+    @app.get("/healthz", summary="Liveness and load")
+    async def health() -> Health:
+        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount("/static", StaticFiles(directory=settings.web_client_dir), name="static")
+    return app

@@ -1,0 +1,63 @@
+"""Everything a running server is configured with, checked once at construction so a bad value fails at startup."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RENDERER_NAMES = ("lite", "echomimic")
+"""Renderers `echolive serve --renderer` accepts: `lite` (CPU, always available) and `echomimic` (needs weights)."""
+
+WEB_CLIENT_DIR = Path(__file__).resolve().parents[1] / "web_client"
+
+
+def default_avatar_dir() -> Path:
+    """Uploaded portraits outlive the server process, so they go to the user's data directory."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "echolive" / "avatars"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How `echolive serve` runs. Times are in seconds, sizes in bytes."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    renderer: str = "lite"
+    avatar: str | None = None
+    """The avatar sessions start with: a name from the avatar list or a path to a PNG/JPEG; None for the bundled one."""
+    weights_dir: Path | None = None
+    """EchoMimic v1 weights folder; required by the `echomimic` renderer."""
+    fps: float | None = None
+    """Video frame rate; None takes the renderer's own."""
+    max_sessions: int = 4
+    avatar_dir: Path = field(default_factory=default_avatar_dir)
+    max_upload_bytes: int = 8 * 1024 * 1024
+    echo_audio: bool = True
+    """Send the caller's voice back, delayed like the video, so a recording or a viewer gets both in sync."""
+    playout_delay: float | None = None
+    """Seconds frames are sent behind the stream's clock: the budget for jitter, windowing and rendering. None: the
+    stream's own pipeline delay plus a render allowance (see `server.session`)."""
+    media_timeout: float = 10.0
+    """A session whose microphone sends nothing for this long is taken as gone (a closed tab, a dead network)."""
+    ice_host_addresses: tuple[str, ...] = ()
+    """Gather ICE host candidates only on these local addresses (e.g. 127.0.0.1 for loopback-only use); empty for
+    every interface, the standard behaviour."""
+    web_client_dir: Path = WEB_CLIENT_DIR
+
+    def __post_init__(self) -> None:
+        if self.renderer not in RENDERER_NAMES:
+            raise ValueError(f"unknown renderer {self.renderer!r}; choose one of {', '.join(RENDERER_NAMES)}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be between 0 (any free port) and 65535, not {self.port}")
+        if self.fps is not None and not 1 <= self.fps <= 60:
+            raise ValueError(f"fps must be between 1 and 60, not {self.fps}")
+        if self.max_sessions < 1:
+            raise ValueError(f"max sessions must be at least 1, not {self.max_sessions}")
+        if self.max_upload_bytes < 1024:
+            raise ValueError(f"the upload limit must be at least 1 KiB, not {self.max_upload_bytes} bytes")
+        if self.playout_delay is not None and not 0 <= self.playout_delay <= 2:
+            raise ValueError(f"playout delay must be between 0 and 2 seconds, not {self.playout_delay}")
+        if self.media_timeout <= 0:
+            raise ValueError(f"media timeout must be positive, not {self.media_timeout}")

@@ -1,0 +1,142 @@
+"""Offer in, answer out: checks a browser's SDP offer, admits a session and negotiates its peer connection.
+
+Takes and returns plain dataclasses; the HTTP routes are a thin shim over `Signalling`. ICE is not trickled:
+the offer carries the client's candidates and the answer carries all of ours, so one request sets up a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import MediaDescription, SessionDescription
+
+from server.avatars import AvatarStore
+from server.errors import ApiError
+from server.session import Session
+from server.session_registry import SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+MAX_SDP_LENGTH = 64 * 1024
+_SENDS_AUDIO = {"sendrecv", "sendonly"}
+_RECEIVES = {"sendrecv", "recvonly"}
+
+
+@dataclass(frozen=True)
+class SessionOffer:
+    """A client's request for a session: its SDP offer and the avatar to animate (None: the server's default)."""
+
+    sdp: str
+    type: str = "offer"
+    avatar: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionAnswer:
+    session_id: str
+    sdp: str
+    type: str
+    playout_delay: float
+    """Seconds the server holds video behind the microphone audio; clients add it to their latency estimate."""
+
+
+SessionFactory = Callable[[str, str, RTCPeerConnection, object], Session]
+"""(session id, avatar name, peer connection, prepared avatar) -> a session not yet started."""
+
+
+class Signalling:
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        avatars: AvatarStore[object],
+        new_session: SessionFactory,
+        echo_audio: bool,
+    ) -> None:
+        self._registry = registry
+        self._avatars = avatars
+        self._new_session = new_session
+        self._echo_audio = echo_audio
+
+    async def answer(self, offer: SessionOffer) -> SessionAnswer:
+        audio = _check_offer(offer)
+        avatar_name = offer.avatar or self._avatars.default_name
+        avatar = await self._avatars.prepared(avatar_name)
+        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        session = self._new_session(uuid.uuid4().hex, avatar_name, peer, avatar)
+        try:
+            self._registry.admit(session)
+        except ApiError:
+            await peer.close()
+            raise
+        try:
+            await self._negotiate(session, offer.sdp, echo=self._echo_audio and _direction(audio) == "sendrecv")
+        except asyncio.CancelledError:
+            # The client went away mid-request; its session must not hold a slot forever.
+            await session.close("negotiation_cancelled")
+            raise
+        except Exception as error:
+            # aiortc reports an SDP it cannot use with assorted exception types; all of them mean a bad offer.
+            logger.info("offer refused: %r", error)
+            await session.close("negotiation_failed")
+            raise ApiError(400, "negotiation_failed", f"the SDP offer could not be negotiated: {error}") from error
+        await session.start()
+        logger.info("session %s started with avatar %s", session.session_id, avatar_name)
+        return SessionAnswer(
+            session_id=session.session_id,
+            sdp=peer.localDescription.sdp,
+            type=peer.localDescription.type,
+            playout_delay=session.playout_delay,
+        )
+
+    async def hang_up(self, session_id: str) -> None:
+        await self._registry.get(session_id).close("hang_up")
+
+    async def _negotiate(self, session: Session, sdp: str, echo: bool) -> None:
+        peer = session.peer
+        await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        transceivers = peer.getTransceivers()
+        microphone = next(t for t in transceivers if t.kind == "audio")
+        session.attach_microphone(microphone.receiver.track)
+        if echo and session.echo_track is not None:
+            peer.addTrack(session.echo_track)
+        peer.addTrack(session.video_track)
+        await peer.setLocalDescription(await peer.createAnswer())
+
+
+def _check_offer(offer: SessionOffer) -> MediaDescription:
+    """Refuse an offer the server cannot answer, with a reason; returns the microphone's media section."""
+    if offer.type != "offer":
+        raise ApiError(400, "invalid_offer", f"expected an SDP of type 'offer', got {offer.type!r}")
+    if len(offer.sdp) > MAX_SDP_LENGTH:
+        raise ApiError(400, "invalid_offer", f"the SDP is longer than {MAX_SDP_LENGTH} characters")
+    try:
+        description = SessionDescription.parse(offer.sdp)
+    except Exception as error:
+        # aiortc's parser signals malformed lines with assertions and index or value errors alike.
+        raise ApiError(400, "malformed_sdp", "the SDP offer could not be parsed") from error
+    if not description.media:
+        raise ApiError(400, "malformed_sdp", "the SDP offer has no media sections")
+    audio = next((media for media in description.media if media.kind == "audio"), None)
+    video = next((media for media in description.media if media.kind == "video"), None)
+    if audio is None or _direction(audio) not in _SENDS_AUDIO:
+        raise ApiError(400, "no_microphone", "the offer must send a microphone track (audio, sendrecv or sendonly)")
+    if video is None or _direction(video) not in _RECEIVES:
+        raise ApiError(400, "no_video", "the offer must receive video (a recvonly or sendrecv video section)")
+    for media in (audio, video):
+        if not media.rtp.codecs:
+            raise ApiError(400, "malformed_sdp", f"the {media.kind} section lists no codecs")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise ApiError(400, "malformed_sdp", f"the {media.kind} section has no DTLS fingerprint")
+        if media.ice is None or media.ice.usernameFragment is None or media.ice.password is None:
+            raise ApiError(400, "malformed_sdp", f"the {media.kind} section has no ICE credentials")
+    return audio
+
+
+def _direction(media: MediaDescription) -> str:
+    """A media section without a direction attribute is sendrecv (RFC 4566)."""
+    return media.direction or "sendrecv"

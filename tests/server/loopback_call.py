@@ -1,0 +1,143 @@
+"""A WebRTC client for the server tests: an aiortc peer that speaks a recording and records what comes back.
+
+The server under test runs in the same event loop (through httpx's ASGI transport), so one loopback call is
+two real peer connections exchanging real RTP over 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import httpx2
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from streaming.clock import MonotonicClock
+from tests.server.fake_renderer import mouth_opening
+
+MIC_RATE = 48_000
+MIC_FRAME = 960
+"""20 ms at 48 kHz, what a browser's Opus encoder sends."""
+FRAME_WAIT = 15.0
+"""Seconds `wait_for_frames` waits before failing the test."""
+
+
+class RecordingTrack(MediaStreamTrack):
+    """A microphone that says `samples` (48 kHz mono float32) in real time, then sends silence until stopped."""
+
+    kind = "audio"
+
+    def __init__(self, samples: npt.NDArray[np.float32]) -> None:
+        super().__init__()
+        self._pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+        self._sent = 0
+        self._clock = MonotonicClock()
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = self._clock.now()
+        await self._clock.sleep_until(self._start + self._sent / MIC_RATE)
+        block = self._pcm[self._sent : self._sent + MIC_FRAME]
+        block = np.pad(block, (0, MIC_FRAME - len(block)))
+        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = MIC_RATE
+        frame.pts = self._sent
+        frame.time_base = Fraction(1, MIC_RATE)
+        self._sent += MIC_FRAME
+        return frame
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    arrival: float
+    """`time.monotonic()` when the decoded frame came out of the receiver."""
+    pts: int
+    """RTP timestamp (90 kHz) as aiortc's decoder stamps it."""
+    width: int
+    height: int
+    opening: float
+
+
+@dataclass
+class LoopbackCall:
+    """One client session. `start()` posts the offer; on success the call receives until `close()`."""
+
+    http: httpx2.AsyncClient
+    speech: npt.NDArray[np.float32]
+    video_codec: str | None = None
+    """Offer only this video codec ("video/VP8", "video/H264"); None offers every codec aiortc has."""
+    frames: list[ReceivedFrame] = field(default_factory=list)
+    echo_frames: int = 0
+    session_id: str | None = None
+    answer_sdp: str = ""
+
+    def __post_init__(self) -> None:
+        self.peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.microphone = RecordingTrack(self.speech)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._frame_arrived = asyncio.Event()
+
+    async def start(self, avatar: str | None = None) -> httpx2.Response:
+        self.peer.addTransceiver(self.microphone, direction="sendrecv")
+        video = self.peer.addTransceiver("video", direction="recvonly")
+        if self.video_codec is not None:
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            video.setCodecPreferences([codec for codec in codecs if codec.mimeType == self.video_codec])
+        self.peer.on("track", self._on_track)
+        await self.peer.setLocalDescription(await self.peer.createOffer())
+        body = {"sdp": self.peer.localDescription.sdp, "type": "offer", "avatar": avatar}
+        response = await self.http.post("/api/sessions", json=body)
+        if response.status_code == 201:
+            answer = response.json()
+            self.session_id = answer["session_id"]
+            self.answer_sdp = answer["sdp"]
+            await self.peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        return response
+
+    async def wait_for_frames(self, count: int) -> None:
+        """Wait until `count` frames have arrived in all; fails after `FRAME_WAIT` seconds."""
+        async with asyncio.timeout(FRAME_WAIT):
+            while len(self.frames) < count:
+                self._frame_arrived.clear()
+                await self._frame_arrived.wait()
+
+    async def close(self) -> None:
+        await self.peer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        receive = self._receive_video if track.kind == "video" else self._receive_echo
+        self._tasks.append(asyncio.create_task(receive(track)))
+
+    async def _receive_video(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
+                image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                assert frame.pts is not None
+                self.frames.append(
+                    ReceivedFrame(time.monotonic(), frame.pts, frame.width, frame.height, mouth_opening(image))
+                )
+                self._frame_arrived.set()
+        except MediaStreamError:
+            return
+
+    async def _receive_echo(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.echo_frames += 1
+        except MediaStreamError:
+            return
