@@ -36,7 +36,6 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +46,14 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessi
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from bench.mouth_probe import MouthProbe
+from bench.speaking_track import MIC_RATE, SpeakingTrack
 from server.ice_addresses import restrict_ice_host_addresses
 from streaming.clock import MonotonicClock
-from streaming.frames import RgbImage
 from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 
 REPO = Path(__file__).resolve().parents[1]
-RATE = 48_000
-PACKET = 960
-"""20 ms at 48 kHz: one Opus packet, as a browser sends it."""
 PHRASES = (
     "Hello there.",
     "Good morning, everyone.",
@@ -78,8 +75,6 @@ ONSET_DBFS = -35.0
 ONSET_QUIET = 0.5
 """An onset is a loud 10 ms after at least this many seconds below the threshold."""
 PAIRING_WINDOW = 1.0
-DARK = 60
-"""Grey level below which a pixel counts as mouth cavity."""
 IDLE_MARGIN = 0.008
 """Share of dark pixels above the most any idle frame shows that counts as an open mouth (idle: about 0.007)."""
 MIN_OPEN = 0.015
@@ -94,14 +89,14 @@ def make_speech(count: int, workdir: Path) -> tuple[npt.NDArray[np.float32], lis
     for number in range(count):
         wav = workdir / f"phrase{number}.wav"
         subprocess.run(["espeak-ng", "-w", str(wav), PHRASES[number % len(PHRASES)]], check=True, timeout=60)
-        pieces += [np.zeros(round(SILENCE_BEFORE * RATE), dtype=np.float32), read_audio(wav)]
-    pieces.append(np.zeros(round(TAIL * RATE), dtype=np.float32))
+        pieces += [np.zeros(round(SILENCE_BEFORE * MIC_RATE), dtype=np.float32), read_audio(wav)]
+    pieces.append(np.zeros(round(TAIL * MIC_RATE), dtype=np.float32))
     speech = np.concatenate(pieces)
-    return speech, [index / RATE for index in onsets(speech)]
+    return speech, [index / MIC_RATE for index in onsets(speech)]
 
 
 def read_audio(path: Path) -> npt.NDArray[np.float32]:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=MIC_RATE)
     with av.open(str(path)) as container:
         frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
     frames += resampler.resample(None)
@@ -110,73 +105,19 @@ def read_audio(path: Path) -> npt.NDArray[np.float32]:
 
 def onsets(samples: npt.NDArray[np.float32]) -> list[int]:
     """Sample indices where a 10 ms window first exceeds `ONSET_DBFS` after `ONSET_QUIET` s below it."""
-    hop, window = RATE // 200, RATE // 100
+    hop, window = MIC_RATE // 200, MIC_RATE // 100
     found, quiet_since = [], 0
     for start in range(0, len(samples) - window, hop):
         rms = float(np.sqrt(np.mean(np.square(samples[start : start + window], dtype=np.float64))))
         loud = 20 * np.log10(rms + 1e-12) > ONSET_DBFS
-        if loud and start - quiet_since >= ONSET_QUIET * RATE:
+        if loud and start - quiet_since >= ONSET_QUIET * MIC_RATE:
             found.append(start)
         if loud:
             quiet_since = start + window
     return found
 
 
-# The mouth.
-
-
-@dataclass(frozen=True)
-class MouthProbe:
-    """Share of dark pixels (the open mouth's cavity) in a box around the lite avatar's mouth. Unlike a difference
-    from the rest frame, it does not rise with the idle head drift."""
-
-    rows: slice
-    columns: slice
-
-    @classmethod
-    def for_default_avatar(cls) -> MouthProbe:
-        avatar = LiteRenderer().prepare_avatar(load_portrait(default_portrait_path()))
-        (cx, cy), width = avatar.layout.mouth_center, avatar.layout.mouth_width
-        x, y = cx - avatar.margin, cy - avatar.margin
-        return cls(
-            slice(round(y - 0.3 * width), round(y + 0.8 * width)), slice(round(x - 0.6 * width), round(x + 0.6 * width))
-        )
-
-    def openness(self, frame: RgbImage) -> float:
-        grey = frame[self.rows, self.columns].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return float(np.mean(grey < DARK))
-
-
 # The call.
-
-
-class SpeakingTrack(MediaStreamTrack):
-    """Sends `speech` in 20 ms packets, each when its last sample would have been captured; then silence."""
-
-    kind = "audio"
-
-    def __init__(self, speech: npt.NDArray[np.float32], clock: MonotonicClock) -> None:
-        super().__init__()
-        self._pcm = np.round(np.clip(speech, -1, 1) * 32767).astype(np.int16)
-        self._clock = clock
-        self._sent = 0
-        self.start: float | None = None
-        """Clock time of the first sample: sample `n` is spoken at `start + n / RATE`."""
-        self.finished = asyncio.Event()
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.start is None:
-            self.start = self._clock.now()
-        await self._clock.sleep_until(self.start + (self._sent + PACKET) / RATE)
-        block = np.pad(self._pcm[self._sent : self._sent + PACKET], (0, max(0, self._sent + PACKET - len(self._pcm))))
-        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = RATE, self._sent, Fraction(1, RATE)
-        self._sent += PACKET
-        if self._sent >= len(self._pcm):
-            self.finished.set()
-        return frame
 
 
 @dataclass
@@ -234,7 +175,7 @@ async def call(base_url: str, speech: npt.NDArray[np.float32], probe: MouthProbe
                 assert frame.pts is not None
                 if isinstance(frame, av.VideoFrame):
                     image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-                    reception.video.append((frame.pts, probe.openness(image)))
+                    reception.video.append((frame.pts, probe.openness(probe.crop(image))))
                 elif isinstance(frame, av.AudioFrame):
                     reception.audio.append((frame.pts, frame.to_ndarray().reshape(-1, 2).mean(axis=1) / 32768))
         except MediaStreamError:
@@ -305,7 +246,7 @@ def echoed_onsets(reception: Reception) -> list[float]:
     for index in onsets(samples):
         frame = int(np.searchsorted(starts, index, side="right") - 1)
         arrival = reception.packet_arrival[("audio", reception.audio[frame][0])]
-        times.append(arrival + (index - starts[frame]) / RATE)
+        times.append(arrival + (index - starts[frame]) / MIC_RATE)
     return times
 
 
@@ -377,7 +318,7 @@ def main() -> None:
     restrict_ice_host_addresses(("127.0.0.1",))
     with tempfile.TemporaryDirectory() as workdir:
         speech, onset_times = make_speech(args.phrases, Path(workdir))
-        probe = MouthProbe.for_default_avatar()
+        probe = MouthProbe.around(LiteRenderer().prepare_avatar(load_portrait(default_portrait_path())))
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         command = [

@@ -10,7 +10,6 @@ per frame. OpenCV is held to one thread so the number is per core.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import time
 from pathlib import Path
@@ -18,8 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streaming.frames import SAMPLE_RATE, AudioWindow, FloatAudio, IdlePose
+from streaming.frames import SAMPLE_RATE, AudioWindow, FloatAudio
+from streaming.idle import IdleMotion
 from streaming.lite import LiteRenderer, default_portrait_path, load_portrait
+from streaming.windowing import WindowCutter
 
 
 def speech_like(seconds: float, seed: int = 0) -> FloatAudio:
@@ -44,41 +45,12 @@ def speech_like(seconds: float, seed: int = 0) -> FloatAudio:
     return np.asarray(audio, dtype=np.float32)
 
 
-def idle_pose(frame: int, fps: float) -> IdlePose:
-    t = frame / fps
-    blink = max(0.0, 1 - abs((t % 3.7) - 0.15) / 0.15)
-    return IdlePose(
-        head_offset=(0.015 * math.sin(0.7 * t), 0.008 * math.sin(0.45 * t + 1)),
-        head_roll=1.2 * math.sin(0.33 * t),
-        blink=blink,
-        breath=math.sin(2 * math.pi * t / 4.5),
-    )
-
-
 def windows(renderer: LiteRenderer, audio: FloatAudio) -> list[AudioWindow]:
-    spec, fps = renderer.window, renderer.fps
-    frame_count = math.floor(len(audio) / SAMPLE_RATE * fps)
-    cut = []
-    for first in range(0, frame_count, spec.frames):
-        count = min(spec.frames, frame_count - first)
-        start = round((first - spec.context) / fps * SAMPLE_RATE)
-        stop = round(((first + count) / fps + spec.lookahead) * SAMPLE_RATE)
-        samples = np.zeros(stop - start, dtype=np.float32)
-        inside = audio[max(start, 0) : stop]
-        samples[max(start, 0) - start : max(start, 0) - start + len(inside)] = inside
-        cut.append(
-            AudioWindow(
-                samples=samples,
-                start_time=start / SAMPLE_RATE,
-                fps=fps,
-                first_frame=first,
-                frame_count=count,
-                context_frames=spec.context,
-                lookahead=spec.lookahead,
-                poses=tuple(idle_pose(first + i, fps) for i in range(count)),
-            )
-        )
-    return cut
+    """Every frame's window, as a live stream cuts them, with the idle motion a live stream adds."""
+    motion = IdleMotion()
+    cutter = WindowCutter(renderer.window, renderer.fps, lambda index: motion.pose(index, renderer.fps))
+    cutter.append(audio)
+    return cutter.flush()
 
 
 def cpu_model() -> str:

@@ -1,1 +1,1 @@
-"""The I/O edge: HTTP routes, WebRTC tracks, the bot WebSocket, sessions, and the `echolive` command line."""
+"""The I/O edge: HTTP routes, WebRTC signalling and tracks, sessions, and the `echolive` command line."""

@@ -89,7 +89,7 @@ def create_app(
             on_closed=registry.discard,
         )
 
-    signalling = Signalling(registry, avatars, new_session, settings.echo_audio)
+    signalling = Signalling(registry, avatars, new_session)
     frame_rate = settings.fps if settings.fps is not None else built.fps
 
     @asynccontextmanager

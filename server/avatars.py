@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from server.errors import ApiError
 from streaming.frames import RgbImage
-from streaming.lite.default_portrait import default_portrait_path
+from streaming.lite.default_portrait import decode_portrait, default_portrait_path
 
 AvatarT = TypeVar("AvatarT")
 
 DEFAULT_AVATAR = "default"
-ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO"})
+"""What Pillow calls the formats portraits may come in; MPO is the JPEG with extra pictures many phones write."""
+UNREADABLE_IMAGE = "the file is not a readable PNG or JPEG image"
 MIN_SIDE = 64
 MAX_SIDE = 4096
 """Larger portraits gain nothing (renderers work at a few hundred pixels) and cost memory to decode."""
@@ -78,7 +79,7 @@ class AvatarStore(Generic[AvatarT]):
         name = self.default_name
         path = self.image_path(name)
         try:
-            self._prepared[name] = self._prepare(decode_portrait(path.read_bytes()))
+            self._prepared[name] = self._prepare(decode_png_or_jpeg(path.read_bytes()))
         except ApiError as error:
             raise ValueError(f"the avatar {path} cannot be used: {error.message}") from error
         except ValueError as error:
@@ -87,7 +88,7 @@ class AvatarStore(Generic[AvatarT]):
     async def prepared(self, name: str) -> AvatarT:
         """The renderer's analysis of the named portrait (computed on first use, in a worker thread)."""
         if name not in self._prepared:
-            portrait = decode_portrait(await asyncio.to_thread(self.image_path(name).read_bytes))
+            portrait = decode_png_or_jpeg(await asyncio.to_thread(self.image_path(name).read_bytes))
             self._prepared[name] = await self._prepare_or_reject(portrait)
         return self._prepared[name]
 
@@ -99,7 +100,7 @@ class AvatarStore(Generic[AvatarT]):
                 "upload_too_large",
                 f"the image is {len(data) / 1e6:.1f} MB; the limit is {self._max_upload_bytes / 1e6:.1f} MB",
             )
-        portrait = decode_portrait(data)
+        portrait = decode_png_or_jpeg(data)
         prepared = await self._prepare_or_reject(portrait)
         name = self._fresh_name(Path(filename or "avatar").stem)
         self._upload_dir.mkdir(parents=True, exist_ok=True)
@@ -142,20 +143,23 @@ class AvatarStore(Generic[AvatarT]):
         return name
 
 
-def decode_portrait(data: bytes) -> RgbImage:
-    """A PNG or JPEG as an upright RGB array; anything else is refused with a message for the uploader."""
+def decode_png_or_jpeg(data: bytes) -> RgbImage:
+    """A PNG or JPEG as an upright RGB array; anything else is refused with a message for the uploader. The header
+    is checked before any pixel is decoded, so an image too large to be worth decoding never is."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.format not in ACCEPTED_FORMATS:
-                raise ApiError(415, "unsupported_image", f"{image.format} images are not accepted; use PNG or JPEG")
-            width, height = image.size
-            if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
-                raise ApiError(
-                    422,
-                    "bad_image_size",
-                    f"the image is {width}×{height}; each side must be between {MIN_SIDE} and {MAX_SIDE} pixels",
-                )
-            upright = ImageOps.exif_transpose(image).convert("RGB")
-            return np.asarray(upright, dtype=np.uint8).copy()
+            image_format, (width, height) = image.format, image.size
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
-        raise ApiError(415, "unsupported_image", "the file is not a readable PNG or JPEG image") from error
+        raise ApiError(415, "unsupported_image", UNREADABLE_IMAGE) from error
+    if image_format not in ACCEPTED_FORMATS:
+        raise ApiError(415, "unsupported_image", f"{image_format} images are not accepted; use PNG or JPEG")
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+        raise ApiError(
+            422,
+            "bad_image_size",
+            f"the image is {width}×{height}; each side must be between {MIN_SIDE} and {MAX_SIDE} pixels",
+        )
+    try:
+        return decode_portrait(data)
+    except ValueError as error:
+        raise ApiError(415, "unsupported_image", UNREADABLE_IMAGE) from error

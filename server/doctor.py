@@ -31,7 +31,6 @@ def examine(weights_dir: Path | None) -> list[Finding]:
         lambda: _echomimic_weights(weights_dir),
         lambda: _program("chromium (browser test)", "chromium", "--version"),
         lambda: _program("espeak-ng (test speech)", "espeak-ng", "--version"),
-        _virtual_camera,
     ]
     return [check() for check in checks]
 
@@ -112,13 +111,3 @@ def _program(topic: str, program: str, version_flag: str) -> Finding:
     completed = subprocess.run([path, version_flag], capture_output=True, text=True, timeout=30, check=False)
     first_line = (completed.stdout or completed.stderr).strip().splitlines()[:1]
     return Finding(topic, completed.returncode == 0, first_line[0] if first_line else path)
-
-
-def _virtual_camera() -> Finding:
-    try:
-        pyvirtualcam = importlib.import_module("pyvirtualcam")
-    except ImportError:
-        return Finding(
-            "virtual camera", False, "pyvirtualcam not installed (optional: pip install 'echomimic-live[vcam]')"
-        )
-    return Finding("virtual camera", True, f"pyvirtualcam {pyvirtualcam.__version__}")

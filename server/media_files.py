@@ -49,8 +49,6 @@ class VideoFileWriter:
     """
 
     def __init__(self, output: Path, fps: float, frame_size: tuple[int, int], audio_source: Path) -> None:
-        self._output = output
-        self._audio_source = audio_source
         self._frame_rate = Fraction(fps).limit_denominator(1001)
         self.frames_written = 0
         try:

@@ -17,13 +17,10 @@ from tqdm import tqdm
 
 from echomimic.progress import ProgressEvent
 from server.media_files import VideoFileWriter, read_speech
+from server.renderers import ECHOMIMIC_FPS, create_renderer, echomimic_weights_dir
 from streaming.frames import SAMPLE_RATE, FloatAudio, RgbImage
 from streaming.lite.default_portrait import load_portrait
-from streaming.lite.renderer import LiteRenderer
 from streaming.offline import stream_offline
-
-ECHOMIMIC_FPS = 24.0
-"""The frame rate EchoMimic v1 was trained at."""
 
 
 def render_to_file(
@@ -41,7 +38,7 @@ def render_to_file(
                 writer.write(picture)
         return writer.frames_written
 
-    renderer = LiteRenderer(fps=fps) if fps is not None else LiteRenderer()
+    renderer = create_renderer(renderer_name, fps, weights_dir)
     avatar = renderer.prepare_avatar(portrait)
     total = math.ceil(len(speech) / SAMPLE_RATE * renderer.fps)
     with (
@@ -61,13 +58,12 @@ def render_to_file(
 def _echomimic_frames(
     portrait: RgbImage, speech: FloatAudio, weights_dir: Path | None, fps: float | None
 ) -> tuple[npt.NDArray[np.uint8], tuple[int, int], float]:
-    if weights_dir is None:
-        raise ValueError("the echomimic renderer needs --weights DIR, the EchoMimic v1 weights folder")
+    folder = echomimic_weights_dir(weights_dir)
     from echomimic.offline import render_clip
 
     frame_rate = fps if fps is not None else ECHOMIMIC_FPS
     with _StageBars() as bars:
-        frames = render_clip(weights_dir, portrait, speech, frame_rate, progress=bars.update)
+        frames = render_clip(folder, portrait, speech, frame_rate, progress=bars.update)
     height, width = frames.shape[1:3]
     return frames, (width, height), frame_rate
 

@@ -50,17 +50,17 @@ SessionFactory = Callable[[str, str, RTCPeerConnection, object], Session]
 
 
 class Signalling:
+    """Answers offers with started sessions and hangs sessions up; the `/api/sessions` routes call nothing else."""
+
     def __init__(
         self,
         registry: SessionRegistry,
         avatars: AvatarStore[object],
         new_session: SessionFactory,
-        echo_audio: bool,
     ) -> None:
         self._registry = registry
         self._avatars = avatars
         self._new_session = new_session
-        self._echo_audio = echo_audio
 
     async def answer(self, offer: SessionOffer) -> SessionAnswer:
         audio = _check_offer(offer)
@@ -74,7 +74,7 @@ class Signalling:
             await peer.close()
             raise
         try:
-            await self._negotiate(session, offer.sdp, echo=self._echo_audio and _direction(audio) == "sendrecv")
+            await self._negotiate(session, offer.sdp, echo=_direction(audio) == "sendrecv")
         except asyncio.CancelledError:
             # The client went away mid-request; its session must not hold a slot forever.
             await session.close("negotiation_cancelled")
@@ -97,6 +97,7 @@ class Signalling:
         await self._registry.get(session_id).close("hang_up")
 
     async def _negotiate(self, session: Session, sdp: str, echo: bool) -> None:
+        """`echo`: the client can receive audio, so the session's echo track (if it has one) is sent back."""
         peer = session.peer
         await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         transceivers = peer.getTransceivers()

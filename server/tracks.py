@@ -40,8 +40,6 @@ class AvatarVideoTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._last_index is None:
-            await self._wait_for_frame_boundary()
         frame = await self._pacer.next_frame()
         repeated = frame.index == self._last_index
         pts = max(round(self._slot_time(frame) * VIDEO_CLOCK_RATE), self._last_pts + 1)
@@ -60,16 +58,6 @@ class AvatarVideoTrack(MediaStreamTrack):
             return frame.pts
         fps = self._pacer.fps
         return max(frame.pts, round(due * fps) / fps)
-
-    async def _wait_for_frame_boundary(self) -> None:
-        """The pacer ticks from its first call on. Making that call when a frame falls due puts every tick on a frame
-        boundary of the media timeline, so each frame leaves when due rather than up to a frame period later."""
-        clock = self._pacer.clock
-        now = clock.now()
-        due = self._pacer.due_media_time(now)
-        if due is not None:
-            frame_period = 1 / self._pacer.fps
-            await clock.sleep_until(now + (-due) % frame_period)
 
 
 class EchoAudioTrack(MediaStreamTrack):

@@ -1,13 +1,13 @@
-"""The typed messages that flow through a stream: audio in, windows to render, video out, and control.
+"""The typed messages that flow through a stream: audio in, windows to render, video out.
 
-Every media datum carries its presentation time on the session's audio timeline (seconds since the first
-sample the session received). That audio timeline is the one master clock: a video frame's `pts` is the time
+Every media datum carries its presentation time on the session's audio timeline (seconds since the stream
+started). That audio timeline is the one master clock: a video frame's `pts` is the time
 of the audio it depicts, so lips stay on the voice however long a session runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -79,17 +79,3 @@ class VideoFrame:
     index: int
     pts: float
     speaking: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Interrupt:
-    """Control: drop everything queued (audio, windows, rendered frames) and return to idle now."""
-
-    reason: str = "interrupted"
-
-
-@dataclass(frozen=True, slots=True)
-class EndOfStream:
-    """Control: no more audio will come; render what is buffered, then finish."""
-
-    pts: float = field(default=0.0)

@@ -17,6 +17,12 @@ from streaming.frames import IdlePose
 # Head drift: a few incommensurate low-frequency sines per axis, so the motion never visibly repeats.
 _DRIFT_FREQUENCIES_HZ = (0.07, 0.13, 0.23)
 _DRIFT_WEIGHTS = (0.55, 0.3, 0.15)
+# Small on purpose: a head that sways further looks restless, not alive.
+HEAD_OFFSET_AMPLITUDE = (0.02, 0.012)
+"""Largest head offset (x, y), in face widths."""
+HEAD_ROLL_AMPLITUDE = 1.5
+"""Largest head roll, in degrees."""
+BREATH_RATE_HZ = 0.25
 
 # Share of a blink spent closing, held shut, and opening: lids drop fast and lift more slowly.
 _BLINK_CLOSE = 0.35
@@ -29,10 +35,7 @@ def _smoothstep(x: float) -> float:
 
 
 class IdleMotion:
-    """Seeded idle behaviour: `pose(frame_index, fps)` is deterministic and continuous in media time.
-
-    Amplitudes are small on purpose: `head_offset` in face widths, `head_roll` in degrees.
-    """
+    """Seeded idle behaviour: `pose(frame_index, fps)` is deterministic and continuous in media time."""
 
     def __init__(
         self,
@@ -40,9 +43,6 @@ class IdleMotion:
         *,
         blink_interval: tuple[float, float] = (2.0, 6.0),
         blink_duration: tuple[float, float] = (0.15, 0.25),
-        head_offset_amplitude: tuple[float, float] = (0.02, 0.012),
-        head_roll_amplitude: float = 1.5,
-        breath_rate_hz: float = 0.25,
     ) -> None:
         if not 0 < blink_interval[0] <= blink_interval[1]:
             raise ValueError(f"blink_interval must be an increasing pair of positive seconds, got {blink_interval}")
@@ -50,9 +50,6 @@ class IdleMotion:
             raise ValueError(f"blink_duration must be positive and shorter than the interval, got {blink_duration}")
         self._blink_interval = blink_interval
         self._blink_duration = blink_duration
-        self._offset_amplitude = head_offset_amplitude
-        self._roll_amplitude = head_roll_amplitude
-        self._breath_rate = breath_rate_hz
         rng = np.random.default_rng(seed)
         # One phase per (axis, sine): x offset, y offset, roll; then the breathing phase.
         self._drift_phases = rng.uniform(0.0, 2.0 * math.pi, size=(3, len(_DRIFT_FREQUENCIES_HZ))).tolist()
@@ -66,10 +63,10 @@ class IdleMotion:
     def pose(self, frame_index: int, fps: float) -> IdlePose:
         t = frame_index / fps
         return IdlePose(
-            head_offset=(self._offset_amplitude[0] * self._drift(0, t), self._offset_amplitude[1] * self._drift(1, t)),
-            head_roll=self._roll_amplitude * self._drift(2, t),
+            head_offset=(HEAD_OFFSET_AMPLITUDE[0] * self._drift(0, t), HEAD_OFFSET_AMPLITUDE[1] * self._drift(1, t)),
+            head_roll=HEAD_ROLL_AMPLITUDE * self._drift(2, t),
             blink=self._blink(t),
-            breath=math.sin(2.0 * math.pi * self._breath_rate * t + self._breath_phase),
+            breath=math.sin(2.0 * math.pi * BREATH_RATE_HZ * t + self._breath_phase),
         )
 
     def _drift(self, axis: int, t: float) -> float:

@@ -3,13 +3,18 @@
 The audio is the master clock. A frame's `pts` is the media time of the audio it depicts, and an anchor ties
 one media time to one wall time; a frame is due `playout_delay` seconds after its media time comes round on the
 wall. At every tick the pacer shows the newest due frame and drops the older ones (rendering fell behind), or
-shows the previous frame again when nothing new is due (rendering is ahead, or stalled). Ticks are computed from
-the first one, never accumulated, so over a long session neither the ticks nor the lips drift from the voice.
+shows the previous frame again when nothing new is due (rendering is ahead, or stalled).
+
+Ticks fall on the frame boundaries of the anchor: the wall times at which some frame becomes due. So a frame
+leaves the moment it is due, never up to a frame period later, however the consumer's first call is timed. Each
+tick is computed from the grid, never accumulated, so over a long session neither the ticks nor the lips drift
+from the voice.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 from streaming.clock import Clock
@@ -17,6 +22,8 @@ from streaming.frames import VideoFrame
 
 # A frame whose pts lies within this much of the due time counts as due, absorbing float error in `index / fps`.
 _DUE_TOLERANCE = 1e-6
+# A time within this many periods after a tick counts as on it, absorbing float error in the grid.
+_GRID_TOLERANCE = 1e-6
 
 
 @dataclass(slots=True)
@@ -49,8 +56,8 @@ class FramePacer:
         self._buffer: list[VideoFrame] = []  # sorted by pts
         self._anchor: tuple[float, float] | None = None  # (media time, wall time)
         self._shown: VideoFrame | None = None
-        self._first_tick: float | None = None
-        self._tick = 0
+        self._last_tick: float | None = None
+        self._unanchored_origin: float | None = None
 
     @property
     def buffered(self) -> int:
@@ -85,8 +92,9 @@ class FramePacer:
         return media + (wall_time - wall - self.playout_delay)
 
     async def next_frame(self) -> VideoFrame:
-        """Wait for the next tick and return the frame to show on it. Waits past ticks while nothing has ever been
-        due (before the first frame), since there is nothing to repeat yet."""
+        """Wait for the next tick and return the frame to show on it. The first tick is the first frame boundary
+        from now on. Waits past ticks while nothing has ever been due (before the first frame), since there is
+        nothing to repeat yet."""
         while True:
             tick_time = self._next_tick_time()
             await self.clock.sleep_until(tick_time)
@@ -101,17 +109,29 @@ class FramePacer:
 
     def _next_tick_time(self) -> float:
         now = self.clock.now()
-        if self._first_tick is None:
-            self._first_tick = now
-        tick_time = self._first_tick + self._tick / self.fps
-        if now - tick_time >= 1.0 / self.fps:
-            # The consumer came back late; skip the ticks it missed rather than bursting through them.
-            missed = int((now - tick_time) * self.fps)
-            self.stats.late_ticks += missed
-            self._tick += missed
-            tick_time = self._first_tick + self._tick / self.fps
-        self._tick += 1
-        return tick_time
+        grid = self._grid_origin(now)
+        if self._last_tick is None:
+            tick = math.ceil((now - grid) * self.fps - _GRID_TOLERANCE)
+        else:
+            # The first grid time more than half a period after the last tick: the next one, also when the anchor
+            # has moved the grid since.
+            tick = math.ceil((self._last_tick - grid) * self.fps + 0.5)
+            latest_passed = math.floor((now - grid) * self.fps + _GRID_TOLERANCE)
+            if latest_passed > tick:
+                # The consumer came back late; skip the ticks it missed rather than bursting through them.
+                self.stats.late_ticks += latest_passed - tick
+                tick = latest_passed
+        self._last_tick = grid + tick / self.fps
+        return self._last_tick
+
+    def _grid_origin(self, now: float) -> float:
+        """A wall time on the tick grid: when media time 0 is due; before an anchor, the first call's time."""
+        if self._anchor is not None:
+            media, wall = self._anchor
+            return wall + self.playout_delay - media
+        if self._unanchored_origin is None:
+            self._unanchored_origin = now
+        return self._unanchored_origin
 
     def _take_due(self, tick_time: float) -> VideoFrame | None:
         due = self.due_media_time(tick_time)

@@ -1,9 +1,9 @@
 """Any incoming audio to the stream's format: 16 kHz mono float32 `AudioChunk`s on one continuous timeline.
 
-WebRTC hands over Opus-decoded `av.AudioFrame`s (48 kHz, s16, mono or stereo); a WebSocket client sends raw
-PCM. Both go through libswresample (PyAV's `av.AudioResampler`), which also converts the sample format. The
-channels are then averaged: libswresample's own stereo-to-mono matrix adds both channels at -3 dB, which lifts
-a centred voice by 3 dB and can push it past full scale.
+WebRTC hands over Opus-decoded `av.AudioFrame`s (48 kHz, s16, mono or stereo); other producers (a file, a
+bot's text-to-speech) have raw PCM. Both go through libswresample (PyAV's `av.AudioResampler`), which also
+converts the sample format. The channels are then averaged: libswresample's own stereo-to-mono matrix adds both
+channels at -3 dB, which lifts a centred voice by 3 dB and can push it past full scale.
 
 Timestamps are counted, not copied: a chunk's `pts` is the number of samples produced before it, in seconds,
 so jitter in the sender's timestamps cannot bend the timeline. Input timestamps are consulted only to notice a

@@ -61,7 +61,6 @@ class VadGate:
         end_ms: float = 240.0,
         min_level_dbfs: float | None = -50.0,
         warmup_ms: float = 120.0,
-        start_time: float = 0.0,
         classifier: SpeechClassifier | None = None,
     ) -> None:
         if frame_ms not in FRAME_DURATIONS_MS:
@@ -79,7 +78,7 @@ class VadGate:
         # The classifier's noise model adapts once per gate, so warming up is not repeated by `reset`.
         self._warmup_frames_left = math.ceil(warmup_ms / frame_ms)
         self._classifier: SpeechClassifier = classifier if classifier is not None else webrtcvad.Vad(aggressiveness)
-        self.reset(start_time)
+        self.reset(start_time=0.0)
 
     def reset(self, start_time: float) -> None:
         """Forget all audio and close the gate; the next sample pushed is at media time `start_time`."""

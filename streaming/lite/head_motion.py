@@ -18,6 +18,7 @@ import numpy.typing as npt
 from streaming.frames import IdlePose, RgbImage
 from streaming.lite.face_layout import FaceLayout
 from streaming.lite.remap import remap
+from streaming.lite.smoothstep import smoothstep
 
 Grid = npt.NDArray[np.floating[Any]]
 """Per-pixel values; float32 wherever they feed `cv2.remap`."""
@@ -48,13 +49,13 @@ class HeadRig:
     def build(cls, layout: FaceLayout, frame_size: tuple[int, int], margin: int) -> HeadRig:
         width, height = frame_size
         rows = np.arange(height, dtype=np.float32)[:, None] + margin
-        fade = np.clip((rows - layout.chin[1]) / (_NECK * layout.face_width), 0, 1)
+        fade = smoothstep((rows - layout.chin[1]) / (_NECK * layout.face_width))
         return cls(
             margin=margin,
             frame_size=frame_size,
             columns=np.arange(width, dtype=np.float32)[None, :] + margin,
             rows=rows,
-            head_weight=(1 - fade * fade * (3 - 2 * fade)).astype(np.float32),
+            head_weight=(1 - fade).astype(np.float32),
             pivot=layout.chin,
             face_width=layout.face_width,
         )

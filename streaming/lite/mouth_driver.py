@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streaming.frames import SAMPLE_RATE, AudioWindow
+from streaming.lite.smoothstep import smoothstep
 
 _HOP = 160
 """10 ms analysis steps."""
@@ -64,7 +65,8 @@ class MouthDriver:
     def shapes(self, window: AudioWindow) -> list[MouthShape]:
         """One shape per frame to draw in `window`."""
         level_db, ratio_db = _analyse(window.samples)
-        opening_target = _smoothstep((level_db - self.floor_db) / (self.ceiling_db - self.floor_db))
+        # The S-curve keeps quiet hiss shut and lets loud speech saturate gently.
+        opening_target = smoothstep((level_db - self.floor_db) / (self.ceiling_db - self.floor_db))
         # Spectral balance means nothing in near-silence, and must not move a closed mouth.
         spread_target = np.clip(
             2 * (ratio_db - self.dark_ratio_db) / (self.bright_ratio_db - self.dark_ratio_db) - 1, -1, 1
@@ -109,12 +111,6 @@ def _analyse(samples: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float64],
     level_db = 10 * np.log10(power[:, _SPEECH_BAND].sum(axis=1) + tiny)
     ratio_db = 10 * np.log10((power[:, _HIGH_BAND].sum(axis=1) + tiny) / (power[:, _LOW_BAND].sum(axis=1) + tiny))
     return level_db, ratio_db
-
-
-def _smoothstep(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """0 below 0, 1 above 1, an S-curve between: quiet hiss stays shut and loud speech saturates gently."""
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 def _coefficient(time_constant: float) -> float:

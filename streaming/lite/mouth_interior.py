@@ -18,6 +18,7 @@ import numpy.typing as npt
 from streaming.frames import RgbImage
 from streaming.lite.face_layout import FaceLayout
 from streaming.lite.mouth_warp import Cavity
+from streaming.lite.smoothstep import smoothstep
 
 Colour = npt.NDArray[np.float32]
 
@@ -95,7 +96,7 @@ def paint_interior(box: RgbImage, cavity: Cavity, palette: MouthPalette, mouth_w
         )
         colour += (palette.teeth * (1 - 0.4 * across * across) - colour) * teeth
 
-    tongue = _smoothstep((depth - 0.55) / 0.35) * np.clip(1 - (across / 0.8) ** 2, 0, 1) * (0.8 * _ramp(gap, 6.0, 14.0))
+    tongue = smoothstep((depth - 0.55) / 0.35) * np.clip(1 - (across / 0.8) ** 2, 0, 1) * (0.8 * _ramp(gap, 6.0, 14.0))
     colour += (palette.tongue - colour) * tongue
 
     patch = box[region].astype(np.float32)
@@ -105,11 +106,6 @@ def paint_interior(box: RgbImage, cavity: Cavity, palette: MouthPalette, mouth_w
 def _lab(pixels: RgbImage) -> npt.NDArray[np.float32]:
     """OpenCV's 8-bit Lab (L, a*, b*, each 0..255) of every pixel, one row per pixel."""
     return cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
-
-
-def _smoothstep(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    x = np.clip(x, 0, 1)
-    return x * x * (3 - 2 * x)
 
 
 def _ramp(value: float, start: float, end: float) -> float:

@@ -21,6 +21,7 @@ from streaming.frames import RgbImage
 from streaming.lite.face_layout import FaceLayout
 from streaming.lite.mouth_driver import MouthShape
 from streaming.lite.remap import remap
+from streaming.lite.smoothstep import smoothstep
 
 Grid = npt.NDArray[np.floating[Any]]
 """Per-pixel values; float32 wherever they feed `cv2.remap`."""
@@ -111,10 +112,10 @@ class MouthRig:
         bend = layout.mouth_curve * np.minimum((along / half_width) ** 2, 1.0)
         feather = _FEATHER * half_width
         taper = (
-            _smoothstep((along + reach_side) / feather)
-            * _smoothstep((reach_side - along) / feather)
-            * _smoothstep((straight_down + reach_up) / feather)
-            * _smoothstep((reach_down - straight_down) / feather)
+            smoothstep((along + reach_side) / feather)
+            * smoothstep((reach_side - along) / feather)
+            * smoothstep((straight_down + reach_up) / feather)
+            * smoothstep((reach_down - straight_down) / feather)
         )
         return cls(
             top=top,
@@ -189,8 +190,8 @@ class MouthRig:
         neck = _NECK * 2 * hw
         source = np.maximum(t - drop * lips, 0)
         for _ in range(_SOLVER_STEPS):
-            profile = lips + (jaw - lips) * _smoothstep(source / (_LOWER_LIP * hw))
-            holds = 1 - _smoothstep((source - self.chin_depth) / neck)
+            profile = lips + (jaw - lips) * smoothstep(source / (_LOWER_LIP * hw))
+            holds = 1 - smoothstep((source - self.chin_depth) / neck)
             source = np.maximum(t - drop * profile * holds, 0)
         return source
 
@@ -199,10 +200,5 @@ class MouthRig:
         reach = _UPPER_LIP * self.half_width
         source = np.minimum(t + raise_ * lips, 0)
         for _ in range(_SOLVER_STEPS):
-            source = np.minimum(t + raise_ * lips * (1 - _smoothstep(-source / reach)), 0)
+            source = np.minimum(t + raise_ * lips * (1 - smoothstep(-source / reach)), 0)
         return source
-
-
-def _smoothstep(x: Grid) -> Grid:
-    x = np.clip(x, 0, 1)
-    return x * x * (3 - 2 * x)

@@ -49,9 +49,7 @@ class LiteRenderer:
 
     name = "lite"
 
-    def __init__(
-        self, fps: float = 25.0, frame_size: tuple[int, int] = (512, 512), driver: MouthDriver | None = None
-    ) -> None:
+    def __init__(self, fps: float = 25.0, frame_size: tuple[int, int] = (512, 512)) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, not {fps}")
         if min(frame_size) < 64:
@@ -61,7 +59,7 @@ class LiteRenderer:
         # One new frame per window with one frame of context and 40 ms of look-ahead: the mouth lags the voice
         # by at most two frame periods, and the follower still sees each frame's neighbours.
         self.window = WindowSpec(frames=1, context=1, lookahead=0.04)
-        self.driver = driver or MouthDriver()
+        self.driver = MouthDriver()
 
     def prepare_avatar(self, portrait: RgbImage) -> LiteAvatar:
         _check_portrait(portrait)

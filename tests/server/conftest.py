@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx2
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +16,7 @@ from server.app import create_app
 from server.settings import ServerSettings
 from streaming.renderer import Renderer
 from tests.server.fake_renderer import LoudnessRenderer
+from tests.streaming.signals import spoken, write_wav
 
 SPOKEN_TEXT = "Hello, my name is Eileen. I fly to space, and I like to talk about it."
 SPEECH_RATE = 48_000
@@ -28,46 +25,18 @@ LEAD_IN = 1.0
 TAIL = 1.5
 
 
-def speak(text: str, target: Path) -> None:
-    """Synthesise `text` with espeak-ng into a 48 kHz mono 16-bit WAV at `target`, with silence around it."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is not installed (apt-get install espeak-ng); the server tests need spoken audio")
-    spoken = target.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-w", str(spoken), text], check=True, capture_output=True, timeout=60)
-    with av.open(str(spoken)) as container:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SPEECH_RATE)
-        pieces = [
-            out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)
-        ]
-        pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    voice = np.concatenate(pieces).astype(np.int16)
-    silence_before = np.zeros(round(LEAD_IN * SPEECH_RATE), dtype=np.int16)
-    silence_after = np.zeros(round(TAIL * SPEECH_RATE), dtype=np.int16)
-    with wave.open(str(target), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SPEECH_RATE)
-        out.writeframes(np.concatenate([silence_before, voice, silence_after]).tobytes())
-
-
-def read_wav(path: Path) -> npt.NDArray[np.float32]:
-    with wave.open(str(path)) as source:
-        assert source.getframerate() == SPEECH_RATE and source.getnchannels() == 1
-        pcm = np.frombuffer(source.readframes(source.getnframes()), dtype=np.int16)
-    return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
+@pytest.fixture(scope="session")
+def speech() -> npt.NDArray[np.float32]:
+    """One spoken sentence, 48 kHz mono: 1 s of silence, the sentence, 1.5 s of silence."""
+    silence_before = np.zeros(round(LEAD_IN * SPEECH_RATE), dtype=np.float32)
+    silence_after = np.zeros(round(TAIL * SPEECH_RATE), dtype=np.float32)
+    return np.concatenate([silence_before, spoken(SPOKEN_TEXT, SPEECH_RATE), silence_after])
 
 
 @pytest.fixture(scope="session")
-def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One spoken sentence, 48 kHz mono WAV: 1 s of silence, the sentence, 1.5 s of silence."""
-    path = tmp_path_factory.mktemp("speech") / "sentence.wav"
-    speak(SPOKEN_TEXT, path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def speech(speech_wav: Path) -> npt.NDArray[np.float32]:
-    return read_wav(speech_wav)
+def speech_wav(speech: npt.NDArray[np.float32], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`speech` as a 16-bit WAV file."""
+    return write_wav(tmp_path_factory.mktemp("speech") / "sentence.wav", speech, SPEECH_RATE)
 
 
 @pytest.fixture

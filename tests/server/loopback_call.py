@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import av
 import httpx2
@@ -18,42 +17,11 @@ import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from streaming.clock import MonotonicClock
+from bench.speaking_track import SpeakingTrack
 from tests.server.fake_renderer import mouth_opening
 
-MIC_RATE = 48_000
-MIC_FRAME = 960
-"""20 ms at 48 kHz, what a browser's Opus encoder sends."""
 FRAME_WAIT = 15.0
 """Seconds `wait_for_frames` waits before failing the test."""
-
-
-class RecordingTrack(MediaStreamTrack):
-    """A microphone that says `samples` (48 kHz mono float32) in real time, then sends silence until stopped."""
-
-    kind = "audio"
-
-    def __init__(self, samples: npt.NDArray[np.float32]) -> None:
-        super().__init__()
-        self._pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
-        self._sent = 0
-        self._clock = MonotonicClock()
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = self._clock.now()
-        await self._clock.sleep_until(self._start + self._sent / MIC_RATE)
-        block = self._pcm[self._sent : self._sent + MIC_FRAME]
-        block = np.pad(block, (0, MIC_FRAME - len(block)))
-        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = MIC_RATE
-        frame.pts = self._sent
-        frame.time_base = Fraction(1, MIC_RATE)
-        self._sent += MIC_FRAME
-        return frame
 
 
 @dataclass(frozen=True)
@@ -82,7 +50,7 @@ class LoopbackCall:
 
     def __post_init__(self) -> None:
         self.peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.microphone = RecordingTrack(self.speech)
+        self.microphone = SpeakingTrack(self.speech)
         self._tasks: list[asyncio.Task[None]] = []
         self._frame_arrived = asyncio.Event()
 

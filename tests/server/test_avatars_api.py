@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -17,7 +18,10 @@ from tests.server.conftest import serving
 
 def encoded(image: Image.Image, image_format: str) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
+    if image_format == "MPO":  # a phone camera's JPEG: the picture and a second one after it
+        image.save(buffer, format="MPO", save_all=True, append_images=[image])
+    else:
+        image.save(buffer, format=image_format)
     return buffer.getvalue()
 
 
@@ -45,7 +49,9 @@ async def test_the_bundled_avatar_is_listed_and_served(settings: ServerSettings)
     assert image.content == default_portrait_path().read_bytes()
 
 
-@pytest.mark.parametrize(("image_format", "content_type"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+@pytest.mark.parametrize(
+    ("image_format", "content_type"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("MPO", "image/jpeg")]
+)
 async def test_a_portrait_upload_is_kept_under_a_fresh_name(
     settings: ServerSettings, image_format: str, content_type: str
 ) -> None:
@@ -66,7 +72,7 @@ async def test_a_portrait_upload_is_kept_under_a_fresh_name(
 async def test_uploads_survive_a_restart(settings: ServerSettings) -> None:
     async with serving(settings) as http:
         assert (await upload(http, encoded(portrait(), "PNG"), "eileen.png", "image/png")).status_code == 201
-    async with serving(ServerSettings(**{**settings.__dict__, "avatar": "eileen"})) as http:
+    async with serving(replace(settings, avatar="eileen")) as http:
         listing = (await http.get("/api/avatars")).json()
     assert listing["default"] == "eileen"
     assert {"name": "eileen", "source": "uploaded"} in listing["avatars"]
@@ -95,9 +101,9 @@ async def test_bad_uploads_are_refused_with_a_reason(
 
 async def test_an_oversized_upload_is_refused_before_and_after_it_is_read(settings: ServerSettings) -> None:
     data = encoded(portrait(), "PNG")
-    async with serving(ServerSettings(**{**settings.__dict__, "max_upload_bytes": 4096})) as http:
+    async with serving(replace(settings, max_upload_bytes=4096)) as http:
         declared_too_large = await upload(http, data, "big.png", "image/png")
-    async with serving(ServerSettings(**{**settings.__dict__, "max_upload_bytes": len(data) - 1})) as http:
+    async with serving(replace(settings, max_upload_bytes=len(data) - 1)) as http:
         read_too_large = await upload(http, data, "big.png", "image/png")
     for response in (declared_too_large, read_too_large):
         assert response.status_code == 413
@@ -123,15 +129,15 @@ def test_a_startup_avatar_must_exist_and_show_a_face(settings: ServerSettings, t
     faceless_file = tmp_path / "gradient.png"
     faceless().save(faceless_file)
     with pytest.raises(ValueError, match="no avatar 'nobody'"):
-        create_app(ServerSettings(**{**settings.__dict__, "avatar": "nobody"}), renderer=LoudnessRenderer())
+        create_app(replace(settings, avatar="nobody"), renderer=LoudnessRenderer())
     with pytest.raises(ValueError, match="no face"):
-        create_app(ServerSettings(**{**settings.__dict__, "avatar": str(faceless_file)}), renderer=LoudnessRenderer())
+        create_app(replace(settings, avatar=str(faceless_file)), renderer=LoudnessRenderer())
 
 
 async def test_a_portrait_path_given_at_startup_becomes_the_default(settings: ServerSettings, tmp_path: Path) -> None:
     path = tmp_path / "Astronaut Photo.jpg"
     portrait().save(path, format="JPEG")
-    async with serving(ServerSettings(**{**settings.__dict__, "avatar": str(path)})) as http:
+    async with serving(replace(settings, avatar=str(path))) as http:
         listing = (await http.get("/api/avatars")).json()
         image = await http.get("/api/avatars/astronaut-photo/image")
     assert listing["default"] == "astronaut-photo"

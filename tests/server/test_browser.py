@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from playwright.sync_api import BrowserContext, FilePayload, Page, sync_playwright
 
+from bench.mouth_probe import MouthProbe
 from server.app import create_app
 from server.settings import ServerSettings
 from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 from tests.server.live_server import serve_in_thread
-from tests.server.mouth_probe import MouthProbe, lite_mouth_probe
 
 pytestmark = pytest.mark.browser
 
@@ -65,7 +65,7 @@ def renderer() -> LiteRenderer:
 
 @pytest.fixture(scope="module")
 def probe(renderer: LiteRenderer) -> MouthProbe:
-    return lite_mouth_probe(renderer.prepare_avatar(load_portrait(default_portrait_path())))
+    return MouthProbe.around(renderer.prepare_avatar(load_portrait(default_portrait_path())))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -14,29 +15,22 @@ import numpy.typing as npt
 import pytest
 
 from server.cli import main
+from streaming.frames import SAMPLE_RATE
 from streaming.lite.default_portrait import default_portrait_path
+from tests.streaming.signals import spoken, write_wav
 
 SPEECH_RATE = 22_050
+"""espeak-ng's own rate: the render reads a file that is not at the stream's 16 kHz."""
 SILENCE_SECONDS = 1.2
 
 
 @pytest.fixture(scope="module")
 def speech_with_silence(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Silence, a spoken sentence (espeak-ng), silence: the mouth must move only in the middle."""
-    folder = tmp_path_factory.mktemp("speech")
-    spoken = folder / "spoken.wav"
-    subprocess.run(["espeak-ng", "-w", str(spoken), "Hello, my name is Eileen, and I fly to space."], check=True)
-    with wave.open(str(spoken)) as source:
-        assert source.getframerate() == SPEECH_RATE
-        voice = np.frombuffer(source.readframes(source.getnframes()), dtype=np.int16)
-    silence = np.zeros(int(SILENCE_SECONDS * SPEECH_RATE), dtype=np.int16)
-    padded = folder / "padded.wav"
-    with wave.open(str(padded), "wb") as target:
-        target.setnchannels(1)
-        target.setsampwidth(2)
-        target.setframerate(SPEECH_RATE)
-        target.writeframes(np.concatenate([silence, voice, silence]).tobytes())
-    return padded
+    silence = np.zeros(int(SILENCE_SECONDS * SPEECH_RATE), dtype=np.float32)
+    voice = spoken("Hello, my name is Eileen, and I fly to space.", SPEECH_RATE)
+    path = tmp_path_factory.mktemp("speech") / "padded.wav"
+    return write_wav(path, np.concatenate([silence, voice, silence]), SPEECH_RATE)
 
 
 def _decode(video: Path) -> tuple[list[npt.NDArray[np.uint8]], float, float]:
@@ -93,18 +87,9 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _write_wav(path: Path, seconds: float) -> Path:
-    with wave.open(str(path), "wb") as target:
-        target.setnchannels(1)
-        target.setsampwidth(2)
-        target.setframerate(16_000)
-        target.writeframes(np.zeros(int(seconds * 16_000), dtype=np.int16).tobytes())
-    return path
-
-
 @pytest.fixture
 def silent_wav(tmp_path: Path) -> Path:
-    return _write_wav(tmp_path / "silence.wav", 0.5)
+    return write_wav(tmp_path / "silence.wav", np.zeros(SAMPLE_RATE // 2, dtype=np.float32), SAMPLE_RATE)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +132,9 @@ def silent_wav(tmp_path: Path) -> Path:
         ),
     ],
 )
-def test_bad_input_gives_one_clear_line(make_args, expected: str, tmp_path: Path, silent_wav: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_gives_one_clear_line(
+    make_args: Callable[[Path, Path], list[str]], expected: str, tmp_path: Path, silent_wav: Path
+) -> None:
     result = _run_cli("render", *make_args(tmp_path, silent_wav), "-o", str(tmp_path / "out.mp4"))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from server.settings import ServerSettings
 from tests.server.conftest import serving
 
@@ -34,7 +36,7 @@ async def test_openapi_documents_every_route(settings: ServerSettings) -> None:
 
 
 async def test_health_and_metrics_before_any_session(settings: ServerSettings) -> None:
-    async with serving(ServerSettings(**{**settings.__dict__, "max_sessions": 3, "fps": 20.0})) as http:
+    async with serving(replace(settings, max_sessions=3, fps=20.0)) as http:
         health = (await http.get("/healthz")).json()
         metrics = await http.get("/metrics")
     assert health == {"status": "ok", "renderer": "fake", "fps": 20.0, "sessions": 0, "max_sessions": 3}

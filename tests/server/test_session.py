@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
 from pyee.asyncio import AsyncIOEventEmitter
 
+from bench.speaking_track import SpeakingTrack
 from server.metrics import ServerMetrics
 from server.session import Session, SessionConfig
 from streaming.clock import MonotonicClock
 from tests.server.fake_renderer import FakeAvatar, LoudnessRenderer
-from tests.server.loopback_call import RecordingTrack
 
 
 class FakePeer(AsyncIOEventEmitter):
@@ -37,7 +39,8 @@ def session_tasks() -> list[asyncio.Task[object]]:
     return [task for task in asyncio.all_tasks() if task.get_name().startswith(("session-", "avatar-stream"))]
 
 
-async def started_session(media_timeout: float = 5.0) -> tuple[Session, FakePeer, list[Session]]:
+def new_session(*, echo_audio: bool = True, media_timeout: float = 5.0) -> tuple[Session, FakePeer, list[Session]]:
+    """A session on a fake peer, not started; and the list its `on_closed` callback appends to."""
     peer = FakePeer()
     closed: list[Session] = []
     session = Session(
@@ -46,12 +49,29 @@ async def started_session(media_timeout: float = 5.0) -> tuple[Session, FakePeer
         cast(RTCPeerConnection, peer),
         LoudnessRenderer(),
         FakeAvatar((64, 64, 3)),
-        SessionConfig(fps=None, playout_delay=0.05, echo_audio=True, media_timeout=media_timeout),
+        SessionConfig(fps=None, playout_delay=0.05, echo_audio=echo_audio, media_timeout=media_timeout),
         ServerMetrics(),
         MonotonicClock(),
         on_closed=closed.append,
     )
-    session.attach_microphone(RecordingTrack(np.zeros(48_000, dtype=np.float32)))
+    return session, peer, closed
+
+
+class MuteMicrophone(MediaStreamTrack):
+    """A microphone track that stays live and never delivers a frame: a client gone without a word."""
+
+    kind = "audio"
+
+    async def recv(self) -> av.AudioFrame:
+        never: asyncio.Future[av.AudioFrame] = asyncio.get_running_loop().create_future()
+        return await never
+
+
+async def started_session(
+    media_timeout: float = 5.0, microphone: MediaStreamTrack | None = None
+) -> tuple[Session, FakePeer, list[Session]]:
+    session, peer, closed = new_session(media_timeout=media_timeout)
+    session.attach_microphone(microphone or SpeakingTrack(np.zeros(48_000, dtype=np.float32)))
     await session.start()
     return session, peer, closed
 
@@ -81,11 +101,19 @@ async def test_a_failed_or_closed_connection_ends_the_session_and_releases_every
 
 
 async def test_a_silent_microphone_ends_the_session_after_the_media_timeout() -> None:
-    session, peer, closed = await started_session(media_timeout=0.3)
+    session, peer, closed = await started_session(media_timeout=0.3, microphone=MuteMicrophone())
     assert session.summary().state == "connecting"
-    session._microphone.stop()  # type: ignore[union-attr]
     await wait_closed(session)
-    assert session.end_reason in {"media_timeout", "microphone_ended"}
+    assert session.end_reason == "media_timeout"
+    assert peer.closed and closed == [session] and session_tasks() == []
+
+
+async def test_a_microphone_track_that_ends_ends_the_session() -> None:
+    microphone = SpeakingTrack(np.zeros(48_000, dtype=np.float32))
+    session, peer, closed = await started_session(microphone=microphone)
+    microphone.stop()
+    await wait_closed(session)
+    assert session.end_reason == "microphone_ended"
     assert peer.closed and closed == [session] and session_tasks() == []
 
 
@@ -101,18 +129,6 @@ async def test_closing_twice_and_a_late_state_change_are_harmless() -> None:
 
 
 async def test_a_session_that_never_started_still_releases_its_peer() -> None:
-    peer = FakePeer()
-    closed: list[Session] = []
-    session = Session(
-        "s2",
-        "default",
-        cast(RTCPeerConnection, peer),
-        LoudnessRenderer(),
-        FakeAvatar((64, 64, 3)),
-        SessionConfig(fps=None, playout_delay=0.05, echo_audio=False, media_timeout=1.0),
-        ServerMetrics(),
-        MonotonicClock(),
-        on_closed=closed.append,
-    )
+    session, peer, closed = new_session(echo_audio=False, media_timeout=1.0)
     await session.close("negotiation_failed")
     assert peer.closed and closed == [session] and session.end_reason == "negotiation_failed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from dataclasses import replace
 
 import httpx2
 import numpy as np
@@ -17,6 +18,15 @@ from tests.server.loopback_call import LoopbackCall
 
 OPEN = 0.3
 """Mouth openings above this count as open (the fake renderer opens fully at speaking volume)."""
+
+
+async def streaming_call(http: httpx2.AsyncClient, speech: npt.NDArray[np.float32], frames: int = 5) -> LoopbackCall:
+    """A call the server accepted, once `frames` video frames have come back."""
+    call = LoopbackCall(http, speech)
+    response = await call.start()
+    assert response.status_code == 201, response.text
+    await call.wait_for_frames(frames)
+    return call
 
 
 async def wait_until_no_sessions(http: httpx2.AsyncClient) -> None:
@@ -41,7 +51,7 @@ async def test_frames_arrive_at_the_requested_rate_and_the_mouth_follows_the_voi
     settings: ServerSettings, speech: npt.NDArray[np.float32], codec: str
 ) -> None:
     fps = 20.0
-    async with serving(ServerSettings(**{**settings.__dict__, "fps": fps})) as http:
+    async with serving(replace(settings, fps=fps)) as http:
         call = LoopbackCall(http, speech, video_codec=codec)
         response = await call.start()
         assert response.status_code == 201, response.text
@@ -52,8 +62,10 @@ async def test_frames_arrive_at_the_requested_rate_and_the_mouth_follows_the_voi
 
     steps = np.diff([frame.pts for frame in frames])
     assert statistics.median(steps.tolist()) == pytest.approx(90_000 / fps, abs=2)
-    span = frames[-1].arrival - frames[0].arrival
-    assert len(frames) / span == pytest.approx(fps, rel=0.25)
+    # The stamps above say the rate exactly; arrival times on a loaded machine only roughly, so the bounds are
+    # wide: frames come in real time, and not at the renderer's own 25 fps.
+    arrival_rate = (len(frames) - 1) / (frames[-1].arrival - frames[0].arrival)
+    assert 0.5 * fps < arrival_rate < 1.2 * fps, arrival_rate
     assert {(frame.width, frame.height) for frame in frames} == {(160, 160)}
     openings = [frame.opening for frame in frames]
     assert openings[0] < OPEN, "the mouth is closed before anyone speaks"
@@ -64,10 +76,8 @@ async def test_frames_arrive_at_the_requested_rate_and_the_mouth_follows_the_voi
 async def test_hang_up_ends_the_session_and_frees_its_slot(
     settings: ServerSettings, speech: npt.NDArray[np.float32]
 ) -> None:
-    async with serving(ServerSettings(**{**settings.__dict__, "max_sessions": 1})) as http:
-        first = LoopbackCall(http, speech)
-        assert (await first.start()).status_code == 201
-        await first.wait_for_frames(10)
+    async with serving(replace(settings, max_sessions=1)) as http:
+        first = await streaming_call(http, speech, frames=10)
 
         hang_up = await http.delete(f"/api/sessions/{first.session_id}")
         assert hang_up.status_code == 204
@@ -76,9 +86,8 @@ async def test_hang_up_ends_the_session_and_frees_its_slot(
         assert again.status_code == 404
         assert again.json()["error"]["code"] == "unknown_session"
 
-        second = LoopbackCall(http, speech)
-        assert (await second.start()).status_code == 201, "the slot is free again"
-        await second.wait_for_frames(5)
+        # The slot is free again.
+        second = await streaming_call(http, speech)
         metrics = (await http.get("/metrics")).text
         await first.close()
         await second.close()
@@ -89,9 +98,7 @@ async def test_a_client_that_closes_its_connection_ends_its_session(
     settings: ServerSettings, speech: npt.NDArray[np.float32]
 ) -> None:
     async with serving(settings) as http:
-        call = LoopbackCall(http, speech)
-        assert (await call.start()).status_code == 201
-        await call.wait_for_frames(5)
+        call = await streaming_call(http, speech)
         await call.close()
         await wait_until_no_sessions(http)
 
@@ -99,10 +106,8 @@ async def test_a_client_that_closes_its_connection_ends_its_session(
 async def test_a_client_that_vanishes_is_dropped_after_the_media_timeout(
     settings: ServerSettings, speech: npt.NDArray[np.float32]
 ) -> None:
-    async with serving(ServerSettings(**{**settings.__dict__, "media_timeout": 1.0})) as http:
-        call = LoopbackCall(http, speech)
-        assert (await call.start()).status_code == 201
-        await call.wait_for_frames(5)
+    async with serving(replace(settings, media_timeout=1.0)) as http:
+        call = await streaming_call(http, speech)
         # The microphone stops sending but the connection stays up: nothing tells the server the client is gone.
         call.microphone.stop()
         await wait_until_no_sessions(http)
@@ -114,10 +119,8 @@ async def test_a_client_that_vanishes_is_dropped_after_the_media_timeout(
 async def test_a_full_server_refuses_with_503_and_keeps_serving(
     settings: ServerSettings, speech: npt.NDArray[np.float32]
 ) -> None:
-    async with serving(ServerSettings(**{**settings.__dict__, "max_sessions": 1})) as http:
-        first = LoopbackCall(http, speech)
-        assert (await first.start()).status_code == 201
-        await first.wait_for_frames(5)
+    async with serving(replace(settings, max_sessions=1)) as http:
+        first = await streaming_call(http, speech)
 
         refused = LoopbackCall(http, speech)
         response = await refused.start()
@@ -137,9 +140,7 @@ async def test_bad_requests_get_json_errors_while_a_session_keeps_streaming(
     settings: ServerSettings, speech: npt.NDArray[np.float32]
 ) -> None:
     async with serving(settings) as http:
-        call = LoopbackCall(http, speech)
-        assert (await call.start()).status_code == 201
-        await call.wait_for_frames(5)
+        call = await streaming_call(http, speech)
 
         bad_requests = [
             (http.post("/api/sessions", json={"sdp": "this is not SDP", "type": "offer"}), 400, "malformed_sdp"),
@@ -170,9 +171,7 @@ async def test_metrics_report_frames_render_time_and_latency(
     settings: ServerSettings, speech: npt.NDArray[np.float32]
 ) -> None:
     async with serving(settings) as http:
-        call = LoopbackCall(http, speech)
-        assert (await call.start()).status_code == 201
-        await call.wait_for_frames(round(25 * (LEAD_IN + 1.0)))
+        call = await streaming_call(http, speech, frames=round(25 * (LEAD_IN + 1.0)))
         metrics = (await http.get("/metrics")).text
         await call.close()
     assert metric(metrics, "echolive_frames_sent_total") >= 25

@@ -1,13 +1,43 @@
-"""Test signals: speech, tones, silence, chunking, and a VAD classifier whose verdicts are exactly predictable."""
+"""Test signals: speech, tones, silence, chunking, WAV files, and a VAD classifier with predictable verdicts."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import av
 import numpy as np
+import pytest
 
 from streaming.frames import SAMPLE_RATE, AudioChunk, FloatAudio
+
+
+def spoken(text: str, rate: int = SAMPLE_RATE) -> FloatAudio:
+    """`text` said by espeak-ng, as mono float32 at `rate`, with espeak's own short lead-in and tail."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (apt-get install espeak-ng); these tests need real speech")
+    said = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True, timeout=60)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    with av.open(io.BytesIO(said.stdout)) as container:
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    frames += resampler.resample(None)
+    return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype(np.float32)
+
+
+def write_wav(path: Path, samples: FloatAudio, rate: int) -> Path:
+    """Write mono float audio in [-1, 1] as a 16-bit WAV file."""
+    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as target:
+        target.setnchannels(1)
+        target.setsampwidth(2)
+        target.setframerate(rate)
+        target.writeframes(pcm.tobytes())
+    return path
 
 
 @dataclass(frozen=True)

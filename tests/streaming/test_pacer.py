@@ -18,6 +18,14 @@ def frame(index: int) -> VideoFrame:
     return VideoFrame(image=IMAGE, index=index, pts=index / FPS)
 
 
+def anchored_pacer(playout_delay: float = 0.0, *, max_buffered: int = 256) -> tuple[VirtualClock, FramePacer]:
+    """A pacer on a virtual clock at 0, with media time 0 anchored there."""
+    clock = VirtualClock()
+    pacer = FramePacer(clock, FPS, playout_delay=playout_delay, max_buffered=max_buffered)
+    pacer.anchor(0.0, 0.0)
+    return clock, pacer
+
+
 async def tick(clock: VirtualClock, pacer: FramePacer) -> VideoFrame:
     """Ask for the next frame and move virtual time on until it comes."""
     pending = asyncio.create_task(pacer.next_frame())
@@ -28,9 +36,7 @@ async def tick(clock: VirtualClock, pacer: FramePacer) -> VideoFrame:
 
 
 async def test_frames_on_time_are_each_shown_once_when_due() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.1)
-    pacer.anchor(0.0, clock.now())
+    clock, pacer = anchored_pacer(playout_delay=0.1)
     for index in range(48):
         pacer.push(frame(index))
     shown = []
@@ -47,9 +53,7 @@ async def test_frames_on_time_are_each_shown_once_when_due() -> None:
 
 
 async def test_when_rendering_falls_behind_stale_frames_are_dropped_for_the_newest_due() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.0)
-    pacer.anchor(0.0, 0.0)
+    clock, pacer = anchored_pacer()
     pacer.push(frame(0))
     assert (await tick(clock, pacer)).index == 0
     # Rendering stalls for 10 ticks, then catches up in one burst.
@@ -65,9 +69,7 @@ async def test_when_rendering_falls_behind_stale_frames_are_dropped_for_the_newe
 
 
 async def test_when_rendering_is_ahead_or_stalled_the_last_frame_is_repeated() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.0)
-    pacer.anchor(0.0, 0.0)
+    clock, pacer = anchored_pacer()
     pacer.push(frame(0))
     pacer.push(frame(30))  # far ahead of its time
     shown = [await tick(clock, pacer) for _ in range(31)]
@@ -77,9 +79,7 @@ async def test_when_rendering_is_ahead_or_stalled_the_last_frame_is_repeated() -
 
 
 async def test_a_frame_arriving_after_a_newer_one_was_shown_is_dropped() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.0)
-    pacer.anchor(0.0, 0.0)
+    clock, pacer = anchored_pacer()
     pacer.push(frame(1))
     await clock.advance(2 * TICK)
     assert (await pacer.next_frame()).index == 1
@@ -114,9 +114,7 @@ async def test_no_drift_over_a_simulated_hour_with_jittery_rendering() -> None:
 
 
 async def test_clear_drops_what_is_queued_and_keeps_the_frame_on_screen() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.0)
-    pacer.anchor(0.0, 0.0)
+    clock, pacer = anchored_pacer()
     for index in range(10):
         pacer.push(frame(index))
     assert (await tick(clock, pacer)).index == 0
@@ -139,10 +137,23 @@ async def test_without_an_anchor_the_first_frame_anchors_to_now() -> None:
     assert clock.now() == pytest.approx(100.1, abs=TICK)
 
 
+async def test_ticks_fall_on_the_frame_boundaries_of_the_anchor_however_the_first_call_is_timed() -> None:
+    clock, pacer = anchored_pacer(playout_delay=0.1)
+    for index in range(5):
+        pacer.push(frame(index))
+    await clock.advance_to(0.1 + 1.4 * TICK)  # the consumer first asks between two frames' due times
+    shown, times = [], []
+    for _ in range(3):
+        shown.append((await tick(clock, pacer)).index)
+        times.append(clock.now())
+    # Frames 0 and 1 are overdue and dropped; frame 2 leaves the moment it falls due, each next frame a tick later.
+    assert shown == [2, 3, 4]
+    assert times == pytest.approx([0.1 + k * TICK for k in (2, 3, 4)], abs=1e-9)
+    assert pacer.stats.dropped == 2
+
+
 async def test_a_late_consumer_skips_the_ticks_it_missed_instead_of_bursting() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.0)
-    pacer.anchor(0.0, 0.0)
+    clock, pacer = anchored_pacer()
     for index in range(100):
         pacer.push(frame(index))
     assert (await tick(clock, pacer)).index == 0
@@ -157,9 +168,7 @@ async def test_a_late_consumer_skips_the_ticks_it_missed_instead_of_bursting() -
 
 
 async def test_the_buffer_is_bounded() -> None:
-    clock = VirtualClock()
-    pacer = FramePacer(clock, FPS, playout_delay=0.0, max_buffered=5)
-    pacer.anchor(0.0, 0.0)
+    _, pacer = anchored_pacer(max_buffered=5)
     for index in range(20):
         pacer.push(frame(index))
     assert pacer.buffered == 5

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from streaming.frames import SAMPLE_RATE, AudioWindow, FloatAudio, IdlePose
 from streaming.renderer import WindowSpec
+from streaming.windowing import WindowCutter
 
 
 def vowel(level_db: float, seconds: float, *, formants: tuple[float, ...] = (700.0, 1200.0)) -> FloatAudio:
@@ -24,25 +23,6 @@ def vowel(level_db: float, seconds: float, *, formants: tuple[float, ...] = (700
 def cut_into_windows(clip: FloatAudio, spec: WindowSpec, fps: float) -> list[AudioWindow]:
     """The windows for every frame of a clip that starts at media time 0, with silence before the clip's start
     and after its end, all with the rest pose."""
-    frame_count = math.floor(len(clip) / SAMPLE_RATE * fps)
-    windows = []
-    for first in range(0, frame_count, spec.frames):
-        count = min(spec.frames, frame_count - first)
-        start = round((first - spec.context) / fps * SAMPLE_RATE)
-        stop = round(((first + count) / fps + spec.lookahead) * SAMPLE_RATE)
-        samples = np.zeros(stop - start, dtype=np.float32)
-        inside = clip[max(start, 0) : stop]
-        samples[max(start, 0) - start : max(start, 0) - start + len(inside)] = inside
-        windows.append(
-            AudioWindow(
-                samples=samples,
-                start_time=start / SAMPLE_RATE,
-                fps=fps,
-                first_frame=first,
-                frame_count=count,
-                context_frames=spec.context,
-                lookahead=spec.lookahead,
-                poses=(IdlePose(),) * count,
-            )
-        )
-    return windows
+    cutter = WindowCutter(spec, fps, lambda index: IdlePose())
+    cutter.append(clip)
+    return cutter.flush()

@@ -2,7 +2,7 @@
 
 An open mouth shows a dark cavity; lips, teeth and skin are light. Counting dark pixels in a box around the mouth
 (placed from the renderer's own face layout) ignores the idle head drift and blinks that a plain difference
-from the rest frame would pick up.
+from the rest frame would pick up. The latency benchmark and the browser test read the mouth this way.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ class MouthProbe:
     width: int
     height: int
 
+    @classmethod
+    def around(cls, avatar: LiteAvatar) -> MouthProbe:
+        """A box around the mouth in frame pixels: lips at rest plus room for the jaw to drop."""
+        cx, cy = avatar.layout.mouth_center
+        width = avatar.layout.mouth_width
+        x, y = cx - avatar.margin - 0.6 * width, cy - avatar.margin - 0.3 * width
+        return cls(round(x), round(y), round(1.2 * width), round(1.1 * width))
+
     def crop(self, frame: RgbImage) -> RgbImage:
         return frame[self.y : self.y + self.height, self.x : self.x + self.width]
 
@@ -32,11 +40,3 @@ class MouthProbe:
         """Share of dark pixels in a crop of the probe's box: about 0.01 closed, 0.05 to 0.15 open."""
         grey = mouth_box.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return float(np.mean(grey < DARK))
-
-
-def lite_mouth_probe(avatar: LiteAvatar) -> MouthProbe:
-    """A box around the mouth in frame pixels: lips at rest plus room for the jaw to drop."""
-    cx, cy = avatar.layout.mouth_center
-    width = avatar.layout.mouth_width
-    x, y = cx - avatar.margin - 0.6 * width, cy - avatar.margin - 0.3 * width
-    return MouthProbe(round(x), round(y), round(1.2 * width), round(1.1 * width))
