@@ -22,13 +22,15 @@ from server.renderers import create_renderer
 from server.session import Session, SessionConfig, SessionSummary
 from server.session_registry import SessionRegistry
 from server.settings import ServerSettings
-from server.signalling import SessionAnswer, SessionOffer, Signalling
+from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signalling
 from server.timed_renderer import TimedRenderer
 from streaming.clock import Clock, MonotonicClock
 from streaming.renderer import Renderer
 
 UPLOAD_OVERHEAD = 64 * 1024
 """Bytes a multipart upload may carry beyond the image itself (boundaries, headers, the file name)."""
+OFFER_OVERHEAD = 4 * 1024
+"""Bytes a session offer may carry beyond its SDP (the JSON around it, the avatar name)."""
 
 
 @dataclass(frozen=True)
@@ -104,18 +106,23 @@ def create_app(
     )
     install_error_handlers(app)
 
+    body_limits = {
+        "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
+        "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
+    }
+
     @app.middleware("http")
-    async def refuse_oversized_uploads(
+    async def refuse_oversized_bodies(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Checked before the multipart body is read, so an oversized upload is never spooled to disk.
+        # Checked before the body is read, so an oversized upload or offer is never buffered or spooled to disk.
         declared = request.headers.get("content-length", "")
-        limit = settings.max_upload_bytes + UPLOAD_OVERHEAD
-        if request.url.path == "/api/avatars" and declared.isdigit() and int(declared) > limit:
+        limit = body_limits.get(request.url.path)
+        if limit is not None and declared.isdigit() and int(declared) > limit:
             return error_response(
                 413,
                 "upload_too_large",
-                f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB",
+                f"the request body is {int(declared) / 1e6:.2f} MB; the limit here is {limit / 1e6:.2f} MB",
             )
         return await call_next(request)
 

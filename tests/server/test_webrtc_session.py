@@ -151,6 +151,11 @@ async def test_bad_requests_get_json_errors_while_a_session_keeps_streaming(
                 422,
                 "invalid_request",
             ),
+            (
+                http.post("/api/sessions", json={"sdp": "v=0\r\n" + "a=x\r\n" * 20_000, "type": "offer"}),
+                413,
+                "upload_too_large",
+            ),
             (http.delete("/api/sessions/no-such-session"), 404, "unknown_session"),
             (http.get("/api/no-such-route"), 404, "not_found"),
         ]
