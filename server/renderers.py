@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
+
+if TYPE_CHECKING:
+    from echomimic.progress import ProgressEvent
+
+logger = logging.getLogger(__name__)
 
 ECHOMIMIC_FPS = 24.0
 """The frame rate EchoMimic v1 was trained at."""
@@ -21,7 +27,9 @@ def create_renderer(name: str, fps: float | None, weights_dir: Path | None) -> R
         folder = echomimic_weights_dir(weights_dir)
         from echomimic.streaming_renderer import EchoMimicRenderer
 
-        return EchoMimicRenderer.from_weights(folder, fps=fps if fps is not None else ECHOMIMIC_FPS)
+        return EchoMimicRenderer.from_weights(
+            folder, fps=fps if fps is not None else ECHOMIMIC_FPS, progress=_log_loading_progress
+        )
     raise ValueError(f"unknown renderer {name!r}; choose lite or echomimic")
 
 
@@ -32,3 +40,8 @@ def echomimic_weights_dir(weights_dir: Path | None) -> Path:
     if not weights_dir.is_dir():
         raise ValueError(f"the EchoMimic weights folder {weights_dir} does not exist")
     return weights_dir
+
+
+def _log_loading_progress(event: ProgressEvent) -> None:
+    # Loading the real weights takes tens of seconds before the server binds its port: say where it is.
+    logger.info("echomimic %s %d/%d %s", event.stage, event.done, event.total, event.detail)
