@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from server.offline_render import render_to_file
-from server.settings import RENDERER_NAMES, ServerSettings
+from server.settings import RENDERER_NAMES, ServerSettings, default_avatar_dir
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-echo-audio", action="store_true", help="do not send the caller's voice back alongside the video"
     )
-    serve.add_argument("--avatar-dir", type=Path, default=None, help="where uploaded portraits are kept")
+    serve.add_argument(
+        "--avatar-dir", type=Path, default=default_avatar_dir(), help="where uploaded portraits are kept (%(default)s)"
+    )
     serve.add_argument(
         "--max-upload-mb", type=float, default=ServerSettings.max_upload_bytes / 2**20, help="portrait upload limit"
     )
@@ -72,8 +74,6 @@ def _add_renderer_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "renderer", "lite") not in RENDERER_NAMES:
-        parser.error(f"unknown renderer {args.renderer!r}; choose one of {', '.join(RENDERER_NAMES)}")
     try:
         if args.command == "serve":
             return _serve(args)
@@ -102,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         playout_delay=args.playout_delay,
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),
-        **({"avatar_dir": args.avatar_dir} if args.avatar_dir is not None else {}),
+        avatar_dir=args.avatar_dir,
     )
     run_server(settings)
     return 0

@@ -51,11 +51,16 @@ class VideoFileWriter:
     def __init__(self, output: Path, fps: float, frame_size: tuple[int, int], audio_source: Path) -> None:
         self._frame_rate = Fraction(fps).limit_denominator(1001)
         self.frames_written = 0
+        # The source first: if it cannot be read, no empty output file is left behind.
+        try:
+            self._source = av.open(str(audio_source))
+        except (av.FFmpegError, OSError) as error:
+            raise MediaFileError(f"cannot read audio from {audio_source}: {error}") from error
         try:
             self._container = av.open(str(output), mode="w")
         except (av.FFmpegError, OSError) as error:
+            self._source.close()
             raise MediaFileError(f"cannot write {output}: {error}") from error
-        self._source = av.open(str(audio_source))
         self._video = self._container.add_stream("libx264", rate=self._frame_rate)
         self._video.width, self._video.height = frame_size
         self._video.pix_fmt = "yuv420p"

@@ -27,10 +27,10 @@ def render_to_file(
     image: Path, audio: Path, output: Path, renderer_name: str, weights_dir: Path | None, fps: float | None
 ) -> int:
     """Render and write the video; returns the number of frames written."""
-    portrait = load_portrait(image)
-    speech = read_speech(audio)
     if output.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
         raise ValueError(f"the output must be an .mp4, .mov or .mkv file, not {output.name!r}")
+    portrait = load_portrait(image)
+    speech = read_speech(audio)
     if renderer_name == "echomimic":
         frames, frame_size, frame_rate = _echomimic_frames(portrait, speech, weights_dir, fps)
         with VideoFileWriter(output, frame_rate, frame_size, audio) as writer:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from server.settings import RENDERER_NAMES
 from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
 
@@ -30,7 +31,7 @@ def create_renderer(name: str, fps: float | None, weights_dir: Path | None) -> R
         return EchoMimicRenderer.from_weights(
             folder, fps=fps if fps is not None else ECHOMIMIC_FPS, progress=_log_loading_progress
         )
-    raise ValueError(f"unknown renderer {name!r}; choose lite or echomimic")
+    raise ValueError(f"unknown renderer {name!r}; choose one of {', '.join(RENDERER_NAMES)}")
 
 
 def echomimic_weights_dir(weights_dir: Path | None) -> Path:
