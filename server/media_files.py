@@ -49,6 +49,7 @@ class VideoFileWriter:
     """
 
     def __init__(self, output: Path, fps: float, frame_size: tuple[int, int], audio_source: Path) -> None:
+        self._output = output
         self._frame_rate = Fraction(fps).limit_denominator(1001)
         self.frames_written = 0
         # The source first: if it cannot be read, no empty output file is left behind.
@@ -95,8 +96,18 @@ class VideoFileWriter:
     def __enter__(self) -> VideoFileWriter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Give up on a render that failed or was interrupted: close everything and delete the partial file, so a
+        truncated video is never mistaken for a finished one."""
+        self._source.close()
+        self._container.close()
+        self._output.unlink(missing_ok=True)
 
     def _mux_audio(self, frames: list[av.AudioFrame]) -> None:
         for frame in frames:
