@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 FPS_WINDOW = 1.0
 """Seconds over which a session's sent frame rate is measured."""
-RENDER_ALLOWANCE = 0.02
-"""Seconds allowed, beyond the stream's pipeline delay, for rendering a frame and handing it to the encoder."""
+ENCODE_ALLOWANCE = 0.02
+"""Seconds allowed for handing a frame to the video encoder, beyond its render time."""
 ARRIVALS_KEPT = 1000
 """Microphone chunks remembered for the latency metric: 20 s of 20 ms packets, far more than the playout delay."""
 
@@ -46,9 +46,11 @@ class SessionConfig:
     fps: float | None
     """None: the renderer's own rate."""
     playout_delay: float | None
-    """None: the stream's pipeline delay plus `RENDER_ALLOWANCE`."""
+    """None: the stream's latency budget, with `render_seconds` and `ENCODE_ALLOWANCE`."""
     echo_audio: bool
     media_timeout: float
+    render_seconds: float = 0.0
+    """The measured time to render a window (a running 95th percentile) when the session starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +94,8 @@ class Session:
         self._on_closed = on_closed
         self._stream = AvatarStream(renderer, avatar, StreamSettings(fps=config.fps), clock)
         self.fps = self._stream.fps
-        self.playout_delay = (
-            config.playout_delay if config.playout_delay is not None else self._stream.pipeline_delay + RENDER_ALLOWANCE
-        )
+        self.latency_budget = self._stream.latency_budget(render=config.render_seconds, encode=ENCODE_ALLOWANCE)
+        self.playout_delay = config.playout_delay if config.playout_delay is not None else self.latency_budget.total
         self._pacer = FramePacer(clock, self.fps, self.playout_delay)
         self.video_track = AvatarVideoTrack(self._pacer, self._on_frame_sent)
         self.echo_track = EchoAudioTrack(clock, self._send_time) if config.echo_audio else None
