@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-upload-mb", type=float, default=ServerSettings.max_upload_bytes / 2**20, help="portrait upload limit"
     )
+    serve.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="gather WebRTC host candidates only on this local address (repeatable; default: every interface "
+        "but loopback). 127.0.0.1 serves this machine alone, for example through an SSH tunnel",
+    )
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -117,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         avatar_dir=args.avatar_dir,
+        ice_host_addresses=tuple(args.ice_address),
     )
     run_server(settings)
     return 0

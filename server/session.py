@@ -37,6 +37,9 @@ FPS_WINDOW = 1.0
 """Seconds over which a session's sent frame rate is measured."""
 ENCODE_ALLOWANCE = 0.02
 """Seconds allowed for handing a frame to the video encoder, beyond its render time."""
+MAX_PLAYOUT_DELAY = 2.0
+"""A renderer slower than this cannot hold a conversation; frames later than this are dropped rather than the
+whole session lagging further (the warm-up logs that the renderer cannot keep up)."""
 ARRIVALS_KEPT = 1000
 """Microphone chunks remembered for the latency metric: 20 s of 20 ms packets, far more than the playout delay."""
 
@@ -95,7 +98,11 @@ class Session:
         self._stream = AvatarStream(renderer, avatar, StreamSettings(fps=config.fps), clock)
         self.fps = self._stream.fps
         self.latency_budget = self._stream.latency_budget(render=config.render_seconds, encode=ENCODE_ALLOWANCE)
-        self.playout_delay = config.playout_delay if config.playout_delay is not None else self.latency_budget.total
+        self.playout_delay = (
+            config.playout_delay
+            if config.playout_delay is not None
+            else min(self.latency_budget.total, MAX_PLAYOUT_DELAY)
+        )
         self._pacer = FramePacer(clock, self.fps, self.playout_delay)
         self.video_track = AvatarVideoTrack(self._pacer, self._on_frame_sent)
         self.echo_track = EchoAudioTrack(clock, self._send_time) if config.echo_audio else None

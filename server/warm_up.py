@@ -24,15 +24,25 @@ HUM_LEVEL = 0.05
 
 def warm_up(renderer: TimedRenderer[AvatarT], avatar: AvatarT) -> None:
     """Render one window of a voiced hum on `avatar` untimed, then `TIMED_WINDOWS` timed as sessions are."""
+    logger.info("warming up %s: %d windows", renderer.name, 1 + TIMED_WINDOWS)
     _render_hum(renderer.inner.open_session(avatar), renderer.window, renderer.fps, windows=1)
     _render_hum(renderer.open_session(avatar), renderer.window, renderer.fps, windows=TIMED_WINDOWS)
+    render, window = renderer.times.p95(), renderer.window.frames / renderer.fps
     logger.info(
         "%s renders a %d-frame window in %.1f ms (95th percentile of %d warm-up windows)",
         renderer.name,
         renderer.window.frames,
-        renderer.times.p95() * 1000,
+        render * 1000,
         TIMED_WINDOWS,
     )
+    if render > window:
+        logger.warning(
+            "%s cannot keep up in real time here: a window of %.0f ms of video takes %.0f ms to render; "
+            "speech frames will be dropped as late",
+            renderer.name,
+            window * 1000,
+            render * 1000,
+        )
 
 
 def _render_hum(session: RenderSession, spec: WindowSpec, fps: float, windows: int) -> None:
