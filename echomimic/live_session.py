@@ -111,7 +111,7 @@ class EchoMimicSession:
             if generation == self._generation:
                 self.last_window_latents = latents
                 self.windows_rendered += 1
-                new_latents = latents[0, :, len(context) :].clone()  # [4, frames, h, w], apart from the window's
+                new_latents = latents[0, :, len(context) :].clone()  # [4, frames, h, w], not a view of the window
                 for offset, image in enumerate(images):
                     self._shown.append(_ShownFrame(window.first_frame + offset, image, new_latents[:, offset], True))
         return list(images)

@@ -16,10 +16,9 @@ track takes them. The report:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import statistics
-import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,14 +28,14 @@ from server.frame_metrics import Box, DrawnFrame, FrameObserver
 from server.metrics import ServerMetrics
 from server.render_times import RenderTimes, percentile
 from server.session import ENCODE_ALLOWANCE
-from server.timed_renderer import TimedRenderer
+from server.timed_renderer import RenderCall, TimedRenderer
 from server.warm_up import warm_up
 from streaming.avatar_stream import AvatarStream, StreamSettings
 from streaming.clock import MonotonicClock
-from streaming.frames import SAMPLE_RATE, AudioChunk, AudioWindow, FloatAudio, IdlePose, RgbImage
+from streaming.frames import SAMPLE_RATE, AudioChunk, FloatAudio, RgbImage
 from streaming.lite.face_layout import detect_face, locate_features
 from streaming.pacer import FramePacer
-from streaming.renderer import Renderer, RenderSession, WindowSpec
+from streaming.renderer import Renderer
 
 CHUNK_SECONDS = 0.02
 PADDING_SECONDS = 1.0
@@ -112,12 +111,13 @@ def run_bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio) -
 
 
 async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio) -> BenchReport:
-    timed = TimedRenderer(renderer, ServerMetrics().render_seconds, RenderTimes())
+    log = _RenderLog()
+    timed = TimedRenderer(renderer, ServerMetrics().render_seconds, RenderTimes(), on_render=log.add)
     avatar = timed.prepare_avatar(portrait)
     await asyncio.to_thread(warm_up, timed, avatar)
-    logged = _LoggedRenderer(timed)
+    log.clear()
     clock = MonotonicClock()
-    stream = AvatarStream(logged, avatar, StreamSettings(), clock)
+    stream = AvatarStream(timed, avatar, StreamSettings(), clock)
     budget = stream.latency_budget(render=timed.times.p95(), encode=ENCODE_ALLOWANCE)
     pacer = FramePacer(clock, stream.fps, budget.total)
     padding = np.zeros(round(PADDING_SECONDS * SAMPLE_RATE), dtype=np.float32)
@@ -139,7 +139,7 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
         async for frame in stream:
             if observer.mouth is None and frame.index == 0:
                 observer.mouth = _mouth_box(frame.image)
-            observer.observe(DrawnFrame(frame.index, frame.image, frame.speaking, logged.window_of(frame.index)))
+            observer.observe(DrawnFrame(frame.index, frame.image, frame.speaking, log.window_of(frame.index)))
             pacer.push(frame)
 
     async def send() -> None:
@@ -163,8 +163,9 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
         await asyncio.gather(sender, return_exceptions=True)
         await stream.aclose()
 
-    window_seconds = [record.seconds for record in logged.windows]
-    drawn_seconds = sum(record.seconds for record in logged.windows) + logged.idle_seconds
+    window_seconds = [call.seconds for call in log.windows]
+    drawn_seconds = sum(call.seconds for call in log.calls)
+    frames_drawn = sum(call.frame_count for call in log.calls)
     seams = observer.seams()
     return BenchReport(
         renderer=renderer.name,
@@ -175,7 +176,7 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
         window_frames=stream.window_spec.frames,
         window_render_p50=percentile(window_seconds, 0.5),
         window_render_p95=percentile(window_seconds, 0.95),
-        realtime_factor=drawn_seconds / max(1, logged.frames_drawn) * stream.fps,
+        realtime_factor=drawn_seconds / max(1, frames_drawn) * stream.fps,
         playout_delay=budget.total,
         latency_budget=budget.describe(),
         onset_latencies=_onset_latencies(audio, sent, stream.origin, stream.fps),
@@ -189,69 +190,32 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _WindowRecord:
-    first_frame: int
-    frame_count: int
-    seconds: float
+class _RenderLog:
+    """Every render call of the run, from `TimedRenderer.on_render` (called from the render thread)."""
 
+    def __init__(self) -> None:
+        self.calls: list[RenderCall] = []
+        self.windows: list[RenderCall] = []
+        self._window_starts: list[int] = []  # first frame of each window, in order
 
-class _LoggedRenderer:
-    """Delegates to a renderer and logs every window its sessions draw, and how long each took."""
+    def add(self, call: RenderCall) -> None:
+        self.calls.append(call)
+        if call.kind == "window":
+            self.windows.append(call)
+            self._window_starts.append(call.first_frame)
 
-    def __init__(self, inner: TimedRenderer[Any]) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.fps = inner.fps
-        self.frame_size = inner.frame_size
-        self.windows: list[_WindowRecord] = []
-        self.idle_seconds = 0.0
-        self.frames_drawn = 0
-
-    @property
-    def window(self) -> WindowSpec:
-        return self.inner.window
-
-    def prepare_avatar(self, portrait: RgbImage) -> Any:
-        return self.inner.prepare_avatar(portrait)
-
-    def open_session(self, avatar: Any) -> RenderSession:
-        return _LoggedSession(self, self.inner.open_session(avatar))
+    def clear(self) -> None:
+        self.calls.clear()
+        self.windows.clear()
+        self._window_starts.clear()
 
     def window_of(self, frame_index: int) -> int | None:
-        for number in range(len(self.windows) - 1, -1, -1):
-            record = self.windows[number]
-            if record.first_frame <= frame_index < record.first_frame + record.frame_count:
-                return number
-            if record.first_frame + record.frame_count <= frame_index:
-                return None
-        return None
-
-
-class _LoggedSession:
-    def __init__(self, log: _LoggedRenderer, inner: RenderSession) -> None:
-        self._log = log
-        self._inner = inner
-
-    def render_window(self, window: AudioWindow) -> list[RgbImage]:
-        started = time.perf_counter()
-        frames = self._inner.render_window(window)
-        self._log.windows.append(_WindowRecord(window.first_frame, len(frames), time.perf_counter() - started))
-        self._log.frames_drawn += len(frames)
-        return frames
-
-    def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
-        started = time.perf_counter()
-        frames = self._inner.render_idle(first_frame, poses)
-        self._log.idle_seconds += time.perf_counter() - started
-        self._log.frames_drawn += len(frames)
-        return frames
-
-    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
-        self._inner.reset(resume_frame, last_shown)
-
-    def close(self) -> None:
-        self._inner.close()
+        """Which window (counting from 0) drew the frame; None for an idle frame."""
+        number = bisect.bisect_right(self._window_starts, frame_index) - 1
+        if number < 0:
+            return None
+        window = self.windows[number]
+        return number if frame_index < window.first_frame + window.frame_count else None
 
 
 def _timeline(landed: list[tuple[int, FloatAudio]]) -> FloatAudio:

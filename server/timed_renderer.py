@@ -4,7 +4,8 @@ sessions can size their playout delay from the render time actually measured."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from prometheus_client import Histogram
@@ -16,17 +17,35 @@ from streaming.renderer import Renderer, RenderSession, WindowSpec
 AvatarT = TypeVar("AvatarT")
 
 
+@dataclass(frozen=True, slots=True)
+class RenderCall:
+    kind: str
+    """"window" or "idle"."""
+    first_frame: int
+    frame_count: int
+    """Frames returned."""
+    seconds: float
+
+
 class TimedRenderer(Generic[AvatarT]):
     """Satisfies `Renderer` by delegating every call to `inner`; the sessions it opens time their render calls
-    into `histogram` and into `times` (window calls only: idle frames are cheap and never set the budget)."""
+    into `histogram` and into `times` (window calls only: idle frames are cheap and never set the budget), and tell
+    `on_render` about each call."""
 
-    def __init__(self, inner: Renderer[AvatarT], histogram: Histogram, times: RenderTimes) -> None:
+    def __init__(
+        self,
+        inner: Renderer[AvatarT],
+        histogram: Histogram,
+        times: RenderTimes,
+        on_render: Callable[[RenderCall], None] | None = None,
+    ) -> None:
         self.inner = inner
-        self._histogram = histogram
         self.times = times
+        self.on_render = on_render
         self.name = inner.name
         self.fps = inner.fps
         self.frame_size = inner.frame_size
+        self._seconds = {kind: histogram.labels(kind=kind) for kind in ("window", "idle")}
 
     @property
     def window(self) -> WindowSpec:
@@ -36,29 +55,33 @@ class TimedRenderer(Generic[AvatarT]):
         return self.inner.prepare_avatar(portrait)
 
     def open_session(self, avatar: AvatarT) -> RenderSession:
-        return _TimedSession(self.inner.open_session(avatar), self._histogram, self.times)
+        return _TimedSession(self.inner.open_session(avatar), self)
+
+    def record(self, call: RenderCall, complete: bool) -> None:
+        """Count one render call; an incomplete one (cut short by an interruption) says nothing of the budget."""
+        self._seconds[call.kind].observe(call.seconds)
+        if call.kind == "window" and complete:
+            self.times.add(call.seconds)
+        if self.on_render is not None:
+            self.on_render(call)
 
 
 class _TimedSession:
-    def __init__(self, inner: RenderSession, histogram: Histogram, times: RenderTimes) -> None:
+    def __init__(self, inner: RenderSession, renderer: TimedRenderer[AvatarT]) -> None:
         self.inner = inner
-        self._window_seconds = histogram.labels(kind="window")
-        self._idle_seconds = histogram.labels(kind="idle")
-        self._times = times
+        self._renderer = renderer
 
     def render_window(self, window: AudioWindow) -> list[RgbImage]:
         started = time.perf_counter()
         frames = self.inner.render_window(window)
-        elapsed = time.perf_counter() - started
-        self._window_seconds.observe(elapsed)
-        if len(frames) == window.frame_count:  # a render cut short by an interruption says nothing of the budget
-            self._times.add(elapsed)
+        call = RenderCall("window", window.first_frame, len(frames), time.perf_counter() - started)
+        self._renderer.record(call, complete=len(frames) == window.frame_count)
         return frames
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
         started = time.perf_counter()
         frames = self.inner.render_idle(first_frame, poses)
-        self._idle_seconds.observe(time.perf_counter() - started)
+        self._renderer.record(RenderCall("idle", first_frame, len(frames), time.perf_counter() - started), True)
         return frames
 
     def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
