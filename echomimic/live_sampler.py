@@ -1,4 +1,4 @@
-"""Denoising one live window whose leading (and trailing) frames are pinned to latents already decided.
+"""Denoising live windows, several sessions' at once, with frames pinned to latents already decided.
 
 The live renderer draws a talking head window by window. The frames before a window are already on screen, so
 the window is denoised together with them (its context) and those frames are pinned: at every step, before the
@@ -10,6 +10,10 @@ utterance pins its last frames the same way to the idle portrait, so the face la
 With the trailing, zero-terminal-SNR schedule the first step is pure noise everywhere (ᾱ = 0 there), so the pins
 act from the second step on. DDIM with η = 0 on a pinned frame moves it along the same noise direction, so
 re-pinning at each step is consistent with the sampler, not a correction fighting it.
+
+Windows of the same length from several sessions run as one batch: each item brings its own portrait (latent,
+banks, face features), audio, noise and pins. An item whose `should_stop` turns true leaves the batch at the next
+step boundary; the others go on.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import cast
 import torch
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 
+from echomimic.models.reference_banks import ReferenceBanks
 from echomimic.pipelines.pipeline_echomimic import (
     INITIAL_NOISE_CLAMP,
     EchoMimicPipeline,
@@ -37,62 +42,76 @@ class PinnedFrames:
     latents: torch.Tensor
 
 
-@torch.no_grad()
-def denoise_window(
-    pipeline: EchoMimicPipeline,
-    reference: ReferenceConditioning,
-    audio_features: torch.Tensor,
-    noise: torch.Tensor,
-    pinned: PinnedFrames | None,
-    num_inference_steps: int,
-    guidance_scale: float,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> torch.Tensor | None:
-    """Clean latents [1, 4, F, h, w] of a window of F frames; None when `should_stop()` turned true after a step.
+@dataclass(frozen=True)
+class WindowInputs:
+    """One window to denoise: F frames of one portrait."""
 
-    `audio_features` is [F, 50, 384]; `noise` is the raw Gaussian draw [1, 4, F, h, w] of the window's frames.
-    """
+    reference: ReferenceConditioning
+    audio_features: torch.Tensor
+    """[F, 50, 384]"""
+    noise: torch.Tensor
+    """[1, 4, F, h, w] the raw Gaussian draw of the window's frames."""
+    pinned: PinnedFrames | None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@torch.no_grad()
+def denoise_windows(
+    pipeline: EchoMimicPipeline, windows: list[WindowInputs], num_inference_steps: int, guidance_scale: float
+) -> list[torch.Tensor | None]:
+    """Clean latents [1, 4, F, h, w] of each window (all of the same F), or None for one that was stopped."""
     device, dtype = pipeline.device, pipeline.working_dtype
     scheduler = pipeline.scheduler
     guided = guidance_scale > 1.0
+    batch = len(windows)
 
-    # 1. Timesteps, and the pinned frames' noise.
+    # 1. Timesteps; the batch's conditioning, noise and pins, item by item along the batch axis.
     scheduler.set_timesteps(num_inference_steps, device=device)
     alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    noise = noise.to(device=device, dtype=dtype)
-    if pinned is not None:
-        pinned_latents = pinned.latents.to(device=device, dtype=dtype)  # [1, 4, P, h, w]
-        pinned_noise = noise[:, :, pinned.positions]
+    noise = torch.cat([window.noise for window in windows]).to(device=device, dtype=dtype)  # [B, 4, F, h, w]
+    audio = torch.stack([window.audio_features for window in windows]).to(device=device, dtype=dtype)  # [B, F, ...]
+    face = torch.cat([window.reference.face_features for window in windows]).to(device=device, dtype=dtype)
+    banks = ReferenceBanks.batch([window.reference.banks for window in windows])
+    pinned_mask = torch.zeros(batch, 1, noise.shape[2], 1, 1, dtype=torch.bool, device=device)
+    pinned_latents = torch.zeros_like(noise)
+    for item, window in enumerate(windows):
+        if window.pinned is not None:
+            pinned_mask[item, :, window.pinned.positions] = True
+            pinned_latents[item, :, window.pinned.positions] = window.pinned.latents[0].to(device=device, dtype=dtype)
 
-    # 2. Conditioning batches: [unconditional, conditional] under guidance, else conditional alone.
-    audio = audio_features.to(device=device, dtype=dtype)[None]  # [1, F, 50, 384]
-    face, banks = reference.face_features, reference.banks
-    if guided:
-        audio = torch.cat([torch.zeros_like(audio), audio])
-        face = torch.cat([torch.zeros_like(face), face])
-        banks = banks.repeat_for_cfg()
-
-    # 3. The clamped initial draw, then the loop.
-    latents = noise.clamp(-INITIAL_NOISE_CLAMP, INITIAL_NOISE_CLAMP) * scheduler.init_noise_sigma  # [1, 4, F, h, w]
+    # 2. The clamped initial draw, then the loop; stopped items leave the batch between steps.
+    active = list(range(batch))
+    latents = noise.clamp(-INITIAL_NOISE_CLAMP, INITIAL_NOISE_CLAMP) * scheduler.init_noise_sigma
     for timestep in scheduler.timesteps:
-        if pinned is not None:
-            latents[:, :, pinned.positions] = scheduler.add_noise(pinned_latents, pinned_noise, timestep.reshape(1))
-        model_input = scheduler.scale_model_input(torch.cat([latents, latents]) if guided else latents, timestep)
+        pins = scheduler.add_noise(pinned_latents, noise, timestep.reshape(1))
+        latents = torch.where(pinned_mask, pins, latents)
+        model_input = torch.cat([latents, latents]) if guided else latents
+        model_input = scheduler.scale_model_input(model_input, timestep)
         velocity = pipeline.denoising_unet(
             model_input,
             timestep,
-            audio_features=audio,
-            face_features=face,
-            reference_banks=banks,
+            audio_features=torch.cat([torch.zeros_like(audio), audio]) if guided else audio,
+            face_features=torch.cat([torch.zeros_like(face), face]) if guided else face,
+            reference_banks=banks.repeat_for_cfg() if guided else banks,
             uncond_first_half=guided,
-        )  # [1 or 2, 4, F, h, w]
+        )  # [B or 2B, 4, F, h, w]
         velocity = velocity_through_clean_estimate(velocity, model_input, alphas_cumprod[timestep])
         if guided:
             unconditional, conditional = velocity.chunk(2)
             velocity = unconditional + guidance_scale * (conditional - unconditional)
         latents = cast(DDIMSchedulerOutput, scheduler.step(velocity, timestep, latents, eta=0.0)).prev_sample
-        if should_stop():
-            return None
-    if pinned is not None:
-        latents[:, :, pinned.positions] = pinned_latents
-    return latents
+        keep = [position for position, item in enumerate(active) if not windows[item].should_stop()]
+        if len(keep) < len(active):
+            if not keep:
+                return [None] * batch
+            index = torch.tensor(keep, device=device)
+            latents, noise, audio, face = (tensor.index_select(0, index) for tensor in (latents, noise, audio, face))
+            pinned_mask, pinned_latents = pinned_mask.index_select(0, index), pinned_latents.index_select(0, index)
+            banks = banks.select(index)
+            active = [active[position] for position in keep]
+    latents = torch.where(pinned_mask, pinned_latents, latents)
+
+    results: list[torch.Tensor | None] = [None] * batch
+    for position, item in enumerate(active):
+        results[item] = latents[position : position + 1]
+    return results

@@ -15,8 +15,9 @@ blend covers what the VAE round trip changed.
 
 Threads: the stream calls `render_window` and `render_idle` from one worker thread at a time, and `reset` from the
 event loop. `reset` only records the interruption and bumps a generation; the render running then stops at its
-next denoising step and commits nothing, and the next call applies the reset before drawing. GPU work runs under
-the renderer's model lock, shared by every session; everything else (noise, idle frames, blends) outside it.
+next denoising step and commits nothing, and the next call applies the reset before drawing. GPU work runs in the
+renderer's `WindowBatcher`, batched with other sessions' windows under one model lock; everything else (noise,
+idle frames, blends) outside it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import numpy as np
 import torch
 
 from echomimic.live_avatar import EchoMimicAvatar, idle_frame
-from echomimic.live_sampler import PinnedFrames, denoise_window
+from echomimic.live_sampler import PinnedFrames, WindowInputs
 from echomimic.rolling_audio_features import RollingAudioFeatures
+from echomimic.window_batcher import WindowJob
 from streaming.frames import SAMPLE_RATE, AudioWindow, IdlePose, RgbImage
 
 if TYPE_CHECKING:
@@ -86,35 +88,32 @@ class EchoMimicSession:
         tail = self._closing_tail(window)
         tail_images = [idle_frame(self._avatar, pose) for pose in window.poses[len(window.poses) - tail :]]
 
-        with renderer.model_lock:
+        def prepare() -> WindowInputs:
+            """Under the model lock: the pinned latents (encoding what is missing) and the audio features."""
             self._encode_missing_latents(context)
             pinned_latents = [frame.latent for frame in context if frame.latent is not None]
             if tail_images:
                 pinned_latents.extend(renderer.pipeline.encode_frames(np.stack(tail_images)))
             positions = list(range(len(context))) + list(range(num_frames - tail, num_frames))
-            pinned = PinnedFrames(positions, torch.stack(pinned_latents, dim=1)[None]) if positions else None
-            latents = denoise_window(
-                renderer.pipeline,
-                self._avatar.reference,
-                self._audio.chunks(first_frame, num_frames),
-                noise,
-                pinned,
-                renderer.num_inference_steps,
-                renderer.guidance_scale,
+            return WindowInputs(
+                reference=self._avatar.reference,
+                audio_features=self._audio.chunks(first_frame, num_frames),
+                noise=noise,
+                pinned=PinnedFrames(positions, torch.stack(pinned_latents, dim=1)[None]) if positions else None,
                 should_stop=lambda: self._generation != generation,
             )
-            if latents is None:
-                return []
-            images = renderer.pipeline.decode_to_uint8(latents[:, :, len(context) :], renderer.decode_batch)
 
+        rendered = renderer.batcher.run(WindowJob(prepare, num_frames, decode_from=len(context)))
+        if rendered is None:
+            return []
         with self._lock:
             if generation == self._generation:
-                self.last_window_latents = latents
+                self.last_window_latents = rendered.latents
                 self.windows_rendered += 1
-                new_latents = latents[0, :, len(context) :].clone()  # [4, frames, h, w], not a view of the window
-                for offset, image in enumerate(images):
+                new_latents = rendered.latents[0, :, len(context) :].clone()  # [4, frames, h, w], not a view
+                for offset, image in enumerate(rendered.images):
                     self._shown.append(_ShownFrame(window.first_frame + offset, image, new_latents[:, offset], True))
-        return list(images)
+        return list(rendered.images)
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
         self._apply_reset()

@@ -16,9 +16,10 @@ first window of an utterance has two frames. Longer windows cost less per frame 
 Frame noise is seeded per global frame index (`frame_noise`), so a context frame is denoised from the noise it was
 first drawn from, and a session is reproducible.
 
-Threads: every session shares this renderer's `model_lock`, held for GPU work only (encoding, sampling, decoding):
-the GPU would serialise the work anyway, two windows at once would double its activation memory, and the
-scheduler keeps per-call state. Idle frames need no model and never wait for it.
+Threads: every session shares this renderer's `model_lock`, held for GPU work only (encoding, sampling, decoding),
+and its `WindowBatcher`, which runs the windows of sessions that are ready together as one batch: one UNet call
+on B windows keeps the GPU busier than B calls in turn, and the scheduler keeps per-call state. Idle frames need
+no model and never wait for it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from echomimic.preprocess import prepare_reference
 from echomimic.progress import ProgressCallback
 from echomimic.rolling_audio_features import OFFICIAL_SEGMENT_SECONDS
 from echomimic.weights import load_echomimic
+from echomimic.window_batcher import WindowBatcher
 from streaming.frames import RgbImage
 from streaming.renderer import WindowSpec
 
@@ -68,10 +70,12 @@ class EchoMimicRenderer:
         idle_tail_frames: int = 2,
         blend_frames: int = 3,
         decode_batch: int = 8,
+        max_batch_sessions: int = 4,
     ) -> None:
         """`eyelids` finds a portrait's eyes so idle frames blink; `audio_segment_seconds` below 30 trades audio
         fidelity for speed (see `echomimic.rolling_audio_features`); `idle_tail_frames` of an utterance's last
-        window are pinned to the idle pose, and `blend_frames` idle frames fade in after a speaking one."""
+        window are pinned to the idle pose, and `blend_frames` idle frames fade in after a speaking one. The windows
+        of up to `max_batch_sessions` sessions that are ready together are denoised as one batch."""
         if size % 8 or size < 64:
             raise ValueError(f"size must be a multiple of 8 and at least 64, got {size}")
         if pipeline.audio_features is None:
@@ -95,6 +99,9 @@ class EchoMimicRenderer:
         self.blend_frames = blend_frames
         self.decode_batch = decode_batch
         self.model_lock = threading.Lock()
+        self.batcher = WindowBatcher(
+            pipeline, self.model_lock, num_inference_steps, guidance_scale, decode_batch, max_batch_sessions
+        )
         self._eyelids = eyelids
 
     @classmethod

@@ -27,7 +27,7 @@ import numpy as np
 from server.frame_metrics import Box, DrawnFrame, FrameObserver
 from server.metrics import ServerMetrics
 from server.render_times import RenderTimes, percentile
-from server.session import ENCODE_ALLOWANCE
+from server.session import ENCODE_ALLOWANCE, automatic_playout_delay
 from server.timed_renderer import RenderCall, TimedRenderer
 from server.warm_up import warm_up
 from streaming.avatar_stream import AvatarStream, StreamSettings
@@ -94,7 +94,7 @@ class BenchReport:
                 f"render per window    p50 {ms(self.window_render_p50)}, p95 {ms(self.window_render_p95)} "
                 f"({self.windows} windows of up to {self.window_frames} frames)",
                 f"real-time factor     {self.realtime_factor:.2f} (render seconds per second of video; < 1 keeps up)",
-                f"playout delay        {self.latency_budget}",
+                f"playout delay        {self.playout_delay * 1000:.0f} ms; budget {self.latency_budget}",
                 f"onset to first frame median {ms(self.onset_latency_median)} over {len(self.onset_latencies)} "
                 f"utterances ({', '.join(ms(latency) for latency in self.onset_latencies)})",
                 f"frames               {self.frames_sent} sent, {self.frames_dropped} dropped, "
@@ -119,7 +119,8 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
     clock = MonotonicClock()
     stream = AvatarStream(timed, avatar, StreamSettings(), clock)
     budget = stream.latency_budget(render=timed.times.p95(), encode=ENCODE_ALLOWANCE)
-    pacer = FramePacer(clock, stream.fps, budget.total)
+    playout_delay = automatic_playout_delay(budget)
+    pacer = FramePacer(clock, stream.fps, playout_delay)
     padding = np.zeros(round(PADDING_SECONDS * SAMPLE_RATE), dtype=np.float32)
     audio = np.concatenate([padding, speech, padding])
     total_frames = int(len(audio) / SAMPLE_RATE * stream.fps)
@@ -155,7 +156,7 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
     sender = asyncio.create_task(send())
     try:
         await asyncio.gather(feed(), draw())
-        await asyncio.wait_for(sender, timeout=budget.total + DRAIN_SECONDS)
+        await asyncio.wait_for(sender, timeout=playout_delay + DRAIN_SECONDS)
     except TimeoutError:
         pass  # the last frames were dropped as late: the pacer had nothing more to send
     finally:
@@ -177,7 +178,7 @@ async def _bench(renderer: Renderer[Any], portrait: RgbImage, speech: FloatAudio
         window_render_p50=percentile(window_seconds, 0.5),
         window_render_p95=percentile(window_seconds, 0.95),
         realtime_factor=drawn_seconds / max(1, frames_drawn) * stream.fps,
-        playout_delay=budget.total,
+        playout_delay=playout_delay,
         latency_budget=budget.describe(),
         onset_latencies=_onset_latencies(audio, sent, stream.origin, stream.fps),
         frames_sent=pacer.stats.emitted + pacer.stats.repeated,

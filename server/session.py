@@ -27,6 +27,7 @@ from server.tracks import AvatarVideoTrack, EchoAudioTrack
 from streaming.avatar_stream import AvatarStream, StreamSettings
 from streaming.clock import Clock
 from streaming.frames import AudioChunk, VideoFrame
+from streaming.latency_budget import LatencyBudget
 from streaming.pacer import FramePacer
 from streaming.renderer import Renderer
 from streaming.resampler import AudioResampler
@@ -42,6 +43,11 @@ MAX_PLAYOUT_DELAY = 2.0
 whole session lagging further (the warm-up logs that the renderer cannot keep up)."""
 ARRIVALS_KEPT = 1000
 """Microphone chunks remembered for the latency metric: 20 s of 20 ms packets, far more than the playout delay."""
+
+
+def automatic_playout_delay(budget: LatencyBudget) -> float:
+    """The session's latency budget, but never more than `MAX_PLAYOUT_DELAY`."""
+    return min(budget.total, MAX_PLAYOUT_DELAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +105,7 @@ class Session:
         self.fps = self._stream.fps
         self.latency_budget = self._stream.latency_budget(render=config.render_seconds, encode=ENCODE_ALLOWANCE)
         self.playout_delay = (
-            config.playout_delay
-            if config.playout_delay is not None
-            else min(self.latency_budget.total, MAX_PLAYOUT_DELAY)
+            config.playout_delay if config.playout_delay is not None else automatic_playout_delay(self.latency_budget)
         )
         self._pacer = FramePacer(clock, self.fps, self.playout_delay)
         self.video_track = AvatarVideoTrack(self._pacer, self._on_frame_sent)

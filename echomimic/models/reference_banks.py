@@ -44,6 +44,34 @@ class ReferenceBanks:
         Projections of the unrounded banks are dropped."""
         return ReferenceBanks({name: bank.to(torch.float16).to(bank.dtype) for name, bank in self.tensors.items()})
 
+    @classmethod
+    def batch(cls, items: list[ReferenceBanks]) -> ReferenceBanks:
+        """The banks of several portraits as one batch, in order (every item must hold the same blocks)."""
+        first = items[0]
+        return cls(
+            {name: torch.cat([item.tensors[name] for item in items]) for name in first.tensors},
+            {
+                name: ProjectedBank(
+                    torch.cat([item.projected[name].key for item in items]),
+                    torch.cat([item.projected[name].value for item in items]),
+                )
+                for name in first.projected
+            },
+        )
+
+    def select(self, indices: torch.Tensor) -> ReferenceBanks:
+        """The batch items at `indices` (a 1-D index tensor)."""
+        return ReferenceBanks(
+            {name: bank.index_select(0, indices.to(bank.device)) for name, bank in self.tensors.items()},
+            {
+                name: ProjectedBank(
+                    bank.key.index_select(0, indices.to(bank.key.device)),
+                    bank.value.index_select(0, indices.to(bank.value.device)),
+                )
+                for name, bank in self.projected.items()
+            },
+        )
+
     def repeat_for_cfg(self) -> ReferenceBanks:
         """Banks for a classifier-free-guidance batch [uncond; cond]: the batch repeated twice."""
         return ReferenceBanks(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-import echomimic.live_session
+import echomimic.window_batcher
 from echomimic.live_avatar import EchoMimicAvatar, idle_frame
+from echomimic.live_sampler import WindowInputs
 from echomimic.live_session import EchoMimicSession
 from echomimic.streaming_renderer import EchoMimicRenderer, frame_noise
 from streaming.frames import SAMPLE_RATE, AudioWindow, IdlePose, RgbImage
@@ -139,13 +141,12 @@ def test_each_window_continues_the_latents_already_shown(
 ) -> None:
     assert context_drift(renderer.open_session(avatar), windows=3) < PINNED_TOLERANCE
 
-    pinned_denoise = echomimic.live_session.denoise_window
+    pinned_denoise = echomimic.window_batcher.denoise_windows
 
-    def unpinned(*args: Any, **kwargs: Any) -> torch.Tensor | None:
-        pipeline, reference, audio, noise, _pinned, *rest = args
-        return pinned_denoise(pipeline, reference, audio, noise, None, *rest, **kwargs)
+    def unpinned(pipeline: Any, windows: list[WindowInputs], steps: int, guidance: float) -> list[torch.Tensor | None]:
+        return pinned_denoise(pipeline, [replace(window, pinned=None) for window in windows], steps, guidance)
 
-    monkeypatch.setattr(echomimic.live_session, "denoise_window", unpinned)
+    monkeypatch.setattr(echomimic.window_batcher, "denoise_windows", unpinned)
     assert context_drift(renderer.open_session(avatar), windows=1) > 100 * PINNED_TOLERANCE
 
 
@@ -257,6 +258,54 @@ def test_sessions_take_turns_on_the_model_while_idle_frames_never_wait(
         finally:
             leave.set()
         assert len(first.result()) == len(second.result()) == WINDOW.frames
+
+
+def test_windows_of_sessions_ready_together_run_as_one_batch_with_the_same_result(
+    renderer: EchoMimicRenderer, avatar: EchoMimicAvatar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = Speaker(renderer.open_session(avatar))
+    alone.speak(WINDOW.first_window_frames)
+    expected = alone.session.render_window(alone.window())
+    expected_latents = alone.session.last_window_latents
+    assert expected_latents is not None
+
+    blocker, first, second = (Speaker(renderer.open_session(avatar)) for _ in range(3))
+    for speaker in (first, second):
+        speaker.speak(WINDOW.first_window_frames)
+    windows = [speaker.window() for speaker in (blocker, first, second)]
+    entered, leave = threading.Event(), threading.Event()
+    forward = renderer.pipeline.denoising_unet.forward
+
+    def held_once(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if not entered.is_set():
+            entered.set()
+            leave.wait(timeout=60)
+        output: torch.Tensor = forward(*args, **kwargs)
+        return output
+
+    monkeypatch.setattr(renderer.pipeline.denoising_unet, "forward", held_once)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        try:
+            held = pool.submit(blocker.session.render_window, windows[0])
+            assert entered.wait(timeout=60)
+            batched = [
+                pool.submit(speaker.session.render_window, window)
+                for speaker, window in zip((first, second), windows[1:], strict=True)
+            ]
+            for _ in range(600):
+                if renderer.batcher.waiting == 2:
+                    break
+                threading.Event().wait(0.05)
+        finally:
+            leave.set()
+        assert len(held.result()) == WINDOW.frames
+        results = [future.result() for future in batched]
+    assert renderer.batcher.batch_sizes[-1] == 2, "the two waiting windows did not run as one batch"
+    for speaker, frames in zip((first, second), results, strict=True):
+        latents = speaker.session.last_window_latents
+        assert latents is not None
+        torch.testing.assert_close(latents, expected_latents, atol=1e-4 * float(expected_latents.abs().max()), rtol=0)
+        assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(frames, expected, strict=True)) <= 2
 
 
 def test_a_frame_gets_the_same_noise_in_every_window() -> None:
