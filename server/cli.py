@@ -1,4 +1,4 @@
-"""The `echolive` command line: `serve`, `render` and `doctor`.
+"""The `echolive` command line: `serve`, `render`, `bench`, `doctor`, `flops` and `compile`.
 
 Every expected failure (a missing file, a portrait without a face, unreadable audio, an unknown renderer, a
 weights folder that does not match) ends with one line on stderr and a non-zero exit, never a traceback.
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="print what this machine can run")
     doctor.add_argument("--weights", type=Path, default=None, help="an EchoMimic v1 weights folder to check")
+
+    add_flops_command(commands)
+    add_compile_command(commands)
     return parser
 
 
@@ -100,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _render(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "flops":
+            return run_flops(args)
+        if args.command == "compile":
+            return run_compile(args)
         return _doctor(args)
     except (ValueError, OSError) as error:
         print(f"echolive {args.command}: error: {error}", file=sys.stderr)
