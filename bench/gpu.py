@@ -16,8 +16,10 @@ and reports fps per session, the UNet's achieved TFLOP/s (FLOPs counted by torch
 networks) and its share of an fp16 matmul peak measured in the same run, and GPU memory per session over the weights.
 It prints markdown rows for `bench/RESULTS.md` naming the GPU, torch version and backend.
 
-One device run must stay short (the H200 it targets is lent for minutes): cases run cheapest first, torch.compile
-cases last, and a case that would start after `--deadline` seconds is skipped and listed as skipped.
+One device run must stay short (the H200 it targets is lent for minutes): eager cases run first, torch.compile cases
+last (each compiles for a minute or two), profiles and session counts in the order given; a case that would start
+after `--deadline` seconds is skipped and listed, and a case that fails (out of memory, a compiler error) is listed
+with its error while the others go on.
 """
 
 from __future__ import annotations
@@ -292,9 +294,9 @@ def _counted_unet_tflop(
 
 
 def cases_for(profiles: Sequence[GenerationProfile], backends: Sequence[Backend], batches: Sequence[int]) -> list[Case]:
-    """Eager before compiled, one session before several, the cheaper profile first within each."""
-    order = sorted(profiles, key=lambda profile: profile.size)
-    return [Case(profile, backend, batch) for backend in backends for batch in batches for profile in order]
+    """In the order given, backend by backend, then session count by session count: put what matters most first,
+    since the deadline cuts from the end."""
+    return [Case(profile, backend, batch) for backend in backends for batch in batches for profile in profiles]
 
 
 def _result_row(result: CaseResult, gpu: str, matmul_peak: float) -> str:
@@ -369,7 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if elapsed + reserve > args.deadline:
             skipped.append(case)
             continue
-        result = run_case(case, networks, device, dtype, args.windows)
+        try:
+            result = run_case(case, networks, device, dtype, args.windows)
+        except Exception as error:  # one failed case (out of memory, a compiler error) must not lose the others
+            print(f"failed: {case.profile.name}, {case.backend}, {case.batch} session(s): {error!r}"[:2000], flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         print(_result_row(result, gpu, fp16_peak), flush=True)
     for case in skipped:
         print(f"skipped (deadline): {case.profile.name}, {case.backend}, {case.batch} session(s)")

@@ -2,11 +2,11 @@
 
     python -m bench.profile_levers [--conformance DIR]
 
-Output change is measured on the conformance fixtures' tiny random weights (CPU, float32): one live window (the
-streaming renderer's call: context + new frames in one UNet window, no shift) of the fixture's portrait, face mask
-and whisper features, rendered with `quality` and with one lever changed, compared on the decoded new frames as the
-relative L2 error ‖lever − quality‖ / ‖quality‖ and PSNR. Work is counted on the full-size networks at 512x512
-(`echomimic.acceleration.flops`), since the tiny networks' proportions are not the real ones.
+Output change is measured on the conformance fixtures' tiny random weights (CPU, float32): one window (context + new
+frames in one UNet window with no shift, through the pipeline's sampler, context not pinned) of the fixture's
+portrait, face mask and whisper features, rendered with `quality` and with one lever changed, compared on the
+decoded new frames as the relative L2 error ‖lever − quality‖ / ‖quality‖ and PSNR. Work is counted on the full-size
+networks at 512x512 (`echomimic.acceleration.flops`), since the tiny networks' proportions are not the real ones.
 
 Levers: fewer denoising steps; fewer context frames (the new frames keep their noise, as per-frame seeds give them);
 a smaller frame (the portrait and mask resized, the same noise field sampled on the smaller grid, the frames scaled
@@ -65,7 +65,7 @@ class WindowInputs:
     audio_features: torch.Tensor
     """[F, 50, 384] whisper tokens of the quality window's frames."""
     noise: torch.Tensor
-    """[1, 4, F, h, w], each frame from its own seed, as the streaming renderer draws it."""
+    """[1, 4, F, h, w], each frame from its own seed, as the live renderer draws it."""
 
 
 @dataclass(frozen=True)
