@@ -55,11 +55,20 @@ class WindowInputs:
     should_stop: Callable[[], bool] = lambda: False
 
 
+DenoisingUNet = Callable[..., torch.Tensor]
+"""`EchoUNet3DConditionModel`, or the same behind an acceleration backend (same call signature)."""
+
+
 @torch.no_grad()
 def denoise_windows(
-    pipeline: EchoMimicPipeline, windows: list[WindowInputs], num_inference_steps: int, guidance_scale: float
+    pipeline: EchoMimicPipeline,
+    unet: DenoisingUNet,
+    windows: list[WindowInputs],
+    num_inference_steps: int,
+    guidance_scale: float,
 ) -> list[torch.Tensor | None]:
-    """Clean latents [1, 4, F, h, w] of each window (all of the same F), or None for one that was stopped."""
+    """Clean latents [1, 4, F, h, w] of each window (all of the same F), or None for one that was stopped. The
+    pipeline gives the scheduler and the working device and dtype; `unet` denoises."""
     device, dtype = pipeline.device, pipeline.working_dtype
     scheduler = pipeline.scheduler
     guided = guidance_scale > 1.0
@@ -87,7 +96,7 @@ def denoise_windows(
         latents = torch.where(pinned_mask, pins, latents)
         model_input = torch.cat([latents, latents]) if guided else latents
         model_input = scheduler.scale_model_input(model_input, timestep)
-        velocity = pipeline.denoising_unet(
+        velocity = unet(
             model_input,
             timestep,
             audio_features=torch.cat([torch.zeros_like(audio), audio]) if guided else audio,

@@ -13,11 +13,11 @@ Transitions: an utterance starts from the frames on screen (the idle frames are 
 that ends it pins its last frames to the idle frames due there, so the face lands back on its idle pose; then the
 blend covers what the VAE round trip changed.
 
-Threads: the stream calls `render_window` and `render_idle` from one worker thread at a time, and `reset` from the
-event loop. `reset` only records the interruption and bumps a generation; the render running then stops at its
-next denoising step and commits nothing, and the next call applies the reset before drawing. GPU work runs in the
-renderer's `WindowBatcher`, batched with other sessions' windows under one model lock; everything else (noise,
-idle frames, blends) outside it.
+Threads: the stream calls `render_window`, `render_idle` and `reset` from one worker thread at a time, and `cancel`
+from the event loop. `cancel` bumps a generation and holds off renders until the next `reset`: the render running
+then stops at its next denoising step and commits nothing, and one that starts before the reset draws nothing.
+GPU work runs in the renderer's `WindowBatcher`, batched with other sessions' windows under one model lock;
+everything else (noise, idle frames, blends) outside it.
 """
 
 from __future__ import annotations
@@ -50,12 +50,6 @@ class _ShownFrame:
     speaking: bool
 
 
-@dataclass(frozen=True)
-class _Reset:
-    resume_frame: int
-    last_shown: RgbImage | None
-
-
 class EchoMimicSession:
     """Satisfies `streaming.renderer.RenderSession` for one avatar."""
 
@@ -67,7 +61,7 @@ class EchoMimicSession:
         self._blend_from: _ShownFrame | None = None
         self._lock = threading.Lock()
         self._generation = 0
-        self._pending_reset: _Reset | None = None
+        self._cancelled = False
         self.windows_rendered = 0
         self.last_window_latents: torch.Tensor | None = None
         """[1, 4, F, h, w] clean latents of the last window, its pinned context first (for inspection)."""
@@ -76,8 +70,9 @@ class EchoMimicSession:
         renderer = self._renderer
         if window.fps != renderer.fps:
             raise ValueError(f"window is cut for {window.fps} fps but this renderer draws {renderer.fps} fps")
-        generation = self._apply_reset()
-        if window.frame_count == 0:
+        with self._lock:
+            generation, cancelled = self._generation, self._cancelled
+        if cancelled or window.frame_count == 0:
             return []
         context = self._context_before(window.first_frame, window.context_frames)
         first_frame = window.first_frame - len(context)
@@ -116,7 +111,6 @@ class EchoMimicSession:
         return list(rendered.images)
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
-        self._apply_reset()
         last = self._shown[-1] if self._shown else None
         if last is not None and last.speaking and last.index == first_frame - 1:
             self._blend_from = last
@@ -128,10 +122,20 @@ class EchoMimicSession:
             images.append(image)
         return images
 
-    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
+    def cancel(self) -> None:
         with self._lock:
             self._generation += 1
-            self._pending_reset = _Reset(resume_frame, last_shown)
+            self._cancelled = True
+
+    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
+        while self._shown and self._shown[-1].index >= resume_frame:
+            self._shown.pop()
+        self._audio.restart_at(round(resume_frame * SAMPLE_RATE / self._renderer.fps))
+        shown_last = self._shown and self._shown[-1].index == resume_frame - 1
+        if last_shown is not None and not shown_last:
+            self._shown.append(_ShownFrame(resume_frame - 1, last_shown, None, True))
+        with self._lock:
+            self._cancelled = False
 
     def close(self) -> None:
         self._shown.clear()
@@ -148,20 +152,6 @@ class EchoMimicSession:
         latents = self.last_window_latents.nbytes if self.last_window_latents is not None else 0
         blend = self._blend_from.image.nbytes if self._blend_from is not None else 0
         return frames + latents + blend + self._audio.history_bytes
-
-    def _apply_reset(self) -> int:
-        """Apply an interruption recorded since the last call; returns the generation this call draws for."""
-        with self._lock:
-            pending, self._pending_reset = self._pending_reset, None
-            generation = self._generation
-        if pending is not None:
-            while self._shown and self._shown[-1].index >= pending.resume_frame:
-                self._shown.pop()
-            self._audio.restart_at(round(pending.resume_frame * SAMPLE_RATE / self._renderer.fps))
-            shown_last = self._shown and self._shown[-1].index == pending.resume_frame - 1
-            if pending.last_shown is not None and not shown_last:
-                self._shown.append(_ShownFrame(pending.resume_frame - 1, pending.last_shown, None, True))
-        return generation
 
     def _context_before(self, first_frame: int, wanted: int) -> list[_ShownFrame]:
         """The shown frames right before `first_frame`, up to `wanted` of them, consecutive."""

@@ -27,23 +27,33 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from echomimic.acceleration.backend_names import AUTO
+from echomimic.acceleration.backends import accelerate_denoising_unet
+from echomimic.acceleration.engine_cache import weights_fingerprint
+from echomimic.acceleration.profiles import QUALITY, GenerationProfile
+from echomimic.acceleration.tiny_decoder import FrameDecoder, make_frame_decoder
+from echomimic.acceleration.window_program import WindowShape
 from echomimic.live_avatar import EchoMimicAvatar, EyelidsFactory
+from echomimic.live_sampler import DenoisingUNet
 from echomimic.live_session import EchoMimicSession
 from echomimic.models.whisper_encoder import WhisperAudioEncoder
 from echomimic.pipelines.pipeline_echomimic import EchoMimicPipeline
 from echomimic.preprocess import prepare_reference
 from echomimic.progress import ProgressCallback
 from echomimic.rolling_audio_features import OFFICIAL_SEGMENT_SECONDS
-from echomimic.weights import load_echomimic
+from echomimic.weights import EchoMimicWeights, load_echomimic
 from echomimic.window_batcher import WindowBatcher
 from streaming.frames import RgbImage
 from streaming.renderer import WindowSpec
 
 LIVE_WINDOW = WindowSpec(frames=4, context=2, lookahead=0.08, onset_frames=2)
+DECODE_FRAMES_PER_CALL = 8
+"""Frames per decoder call: a whole batch of windows at 512 would need gigabytes of activations at once."""
 
 FRAMES_PER_SEED = 1_000_003
 """Frame seeds are `seed · FRAMES_PER_SEED + frame` modulo 2**32 (the CPU generator keeps 32 bits of its seed):
@@ -69,13 +79,16 @@ class EchoMimicRenderer:
         audio_segment_seconds: float = OFFICIAL_SEGMENT_SECONDS,
         idle_tail_frames: int = 2,
         blend_frames: int = 3,
-        decode_batch: int = 8,
+        decoder: FrameDecoder | None = None,
+        unet: DenoisingUNet | None = None,
         max_batch_sessions: int = 4,
     ) -> None:
         """`eyelids` finds a portrait's eyes so idle frames blink; `audio_segment_seconds` below 30 trades audio
         fidelity for speed (see `echomimic.rolling_audio_features`); `idle_tail_frames` of an utterance's last
-        window are pinned to the idle pose, and `blend_frames` idle frames fade in after a speaking one. The windows
-        of up to `max_batch_sessions` sessions that are ready together are denoised as one batch."""
+        window are pinned to the idle pose, and `blend_frames` idle frames fade in after a speaking one. `decoder`
+        (default: the pipeline's SD VAE, 8 frames a call) and `unet` (default: the pipeline's, eager) come from
+        `echomimic.acceleration`. The windows of up to `max_batch_sessions` sessions that are ready together are
+        denoised as one batch."""
         if size % 8 or size < 64:
             raise ValueError(f"size must be a multiple of 8 and at least 64, got {size}")
         if pipeline.audio_features is None:
@@ -84,8 +97,8 @@ class EchoMimicRenderer:
         if window.frames + window.context > longest:
             frames = window.frames + window.context
             raise ValueError(f"a window of {frames} frames exceeds the {longest} the motion module can see")
-        if idle_tail_frames < 0 or blend_frames < 0 or decode_batch < 1:
-            raise ValueError("idle_tail_frames and blend_frames must not be negative, decode_batch at least 1")
+        if idle_tail_frames < 0 or blend_frames < 0:
+            raise ValueError("idle_tail_frames and blend_frames must not be negative")
         self.pipeline = pipeline
         self.audio_encoder: WhisperAudioEncoder = pipeline.audio_features.encoder
         self.fps = fps
@@ -97,10 +110,11 @@ class EchoMimicRenderer:
         self.audio_segment_seconds = audio_segment_seconds
         self.idle_tail_frames = idle_tail_frames
         self.blend_frames = blend_frames
-        self.decode_batch = decode_batch
+        self.decoder = decoder if decoder is not None else FrameDecoder.sd_vae(pipeline.vae, DECODE_FRAMES_PER_CALL)
+        self.unet: DenoisingUNet = unet if unet is not None else pipeline.denoising_unet
         self.model_lock = threading.Lock()
         self.batcher = WindowBatcher(
-            pipeline, self.model_lock, num_inference_steps, guidance_scale, decode_batch, max_batch_sessions
+            pipeline, self.unet, self.decoder, self.model_lock, num_inference_steps, guidance_scale, max_batch_sessions
         )
         self._eyelids = eyelids
 
@@ -112,27 +126,42 @@ class EchoMimicRenderer:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         progress: ProgressCallback | None = None,
-        size: int = 512,
+        profile: GenerationProfile = QUALITY,
+        taesd_dir: Path | None = None,
+        backend: str = AUTO,
+        engine_dir: Path | None = None,
         fps: float = 24.0,
         window: WindowSpec = LIVE_WINDOW,
-        num_inference_steps: int = 6,
-        guidance_scale: float = 1.0,
-        seed: int = 420,
         eyelids: EyelidsFactory | None = None,
         audio_segment_seconds: float = OFFICIAL_SEGMENT_SECONDS,
     ) -> EchoMimicRenderer:
-        """Load an official weights folder (see `echomimic.weights`) and build the renderer on it."""
+        """Load an official weights folder (see `echomimic.weights`) and build the renderer on it with the
+        profile's size, steps and decoder, the denoising UNet behind `backend` ("auto": the best this machine runs).
+        Live sessions keep the latency `window` whatever the profile's own (see `streaming.latency_budget`)."""
         pipeline = load_echomimic(weights_dir, device, dtype, progress)
+        decoder = make_frame_decoder(profile.decoder, pipeline.vae, taesd_dir, DECODE_FRAMES_PER_CALL)
+        latent = profile.latent_size
+        shapes = [
+            WindowShape(1, frames + window.context, latent, latent)
+            for frames in sorted({window.first_window_frames, window.frames})
+        ]
+        unet = accelerate_denoising_unet(
+            pipeline.denoising_unet,
+            shapes,
+            requested=backend,
+            weights=weights_fingerprint(EchoMimicWeights.locate(weights_dir)),
+            engine_dir=engine_dir,
+        )
         return cls(
             pipeline,
-            size=size,
+            size=profile.size,
             fps=fps,
             window=window,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            seed=seed,
+            num_inference_steps=profile.num_inference_steps,
             eyelids=eyelids,
             audio_segment_seconds=audio_segment_seconds,
+            decoder=decoder,
+            unet=unet,
         )
 
     def prepare_avatar(self, portrait: RgbImage) -> EchoMimicAvatar:

@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from echomimic.live_sampler import WindowInputs, denoise_windows
+from echomimic.acceleration.tiny_decoder import FrameDecoder
+from echomimic.live_sampler import DenoisingUNet, WindowInputs, denoise_windows
 from echomimic.pipelines.pipeline_echomimic import EchoMimicPipeline
 
 
@@ -46,19 +47,21 @@ class WindowBatcher:
     def __init__(
         self,
         pipeline: EchoMimicPipeline,
+        unet: DenoisingUNet,
+        decoder: FrameDecoder,
         model_lock: threading.Lock,
         num_inference_steps: int,
         guidance_scale: float,
-        decode_batch: int,
         max_batch: int,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._pipeline = pipeline
+        self._unet = unet
+        self._decoder = decoder
         self._model_lock = model_lock
         self._steps = num_inference_steps
         self._guidance = guidance_scale
-        self._decode_batch = decode_batch
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []
         """How many windows each batch held, for inspection (bounded: the last 1000)."""
@@ -108,12 +111,14 @@ class WindowBatcher:
     def _render(self, batch: list[WindowJob]) -> None:
         with self._model_lock:
             inputs = [job.prepare() for job in batch]
-            latents = denoise_windows(self._pipeline, inputs, self._steps, self._guidance)
+            latents = denoise_windows(self._pipeline, self._unet, inputs, self._steps, self._guidance)
             finished = [(job, window) for job, window in zip(batch, latents, strict=True) if window is not None]
             if not finished:
                 return
             new_frames = torch.cat([window[:, :, job.decode_from :] for job, window in finished], dim=2)
-            images = self._pipeline.decode_to_uint8(new_frames, self._decode_batch)
+            pictures = self._decoder.decode(new_frames)  # [F, 3, H, W] in [0, 1], on the device
+            # Converted on the device, then one transfer to the host for the whole batch.
+            images = (pictures * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         start = 0
         for job, window in finished:
             count = job.num_frames - job.decode_from

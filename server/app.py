@@ -66,7 +66,9 @@ def create_app(
     built = (
         renderer
         if renderer is not None
-        else create_renderer(settings.renderer, settings.fps, settings.weights_dir, settings.size)
+        else create_renderer(
+            settings.renderer, settings.fps, settings.weights_dir, settings.size, settings.acceleration
+        )
     )
     timed_renderer = TimedRenderer(built, metrics.render_seconds, RenderTimes())
     avatars: AvatarStore[object] = AvatarStore(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
+from server.acceleration_options import AccelerationOptions, add_acceleration_options
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
@@ -90,8 +91,12 @@ def _add_renderer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="EchoMimic v1 weights folder (for echomimic)")
     parser.add_argument("--fps", type=float, default=None, help="video frame rate (default: the renderer's own)")
     parser.add_argument(
-        "--size", type=int, default=DEFAULT_SIZE, help="frame side in pixels, a multiple of 8 (default %(default)s)"
+        "--size",
+        type=int,
+        default=None,
+        help=f"frame side in pixels, a multiple of 8 (default: {DEFAULT_SIZE} for lite, the profile's for echomimic)",
     )
+    add_acceleration_options(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         weights_dir=args.weights,
         fps=args.fps,
         size=args.size,
+        acceleration=AccelerationOptions.from_args(args),
         max_sessions=args.max_sessions,
         playout_delay=args.playout_delay,
         echo_audio=not args.no_echo_audio,
@@ -148,6 +154,7 @@ def _render(args: argparse.Namespace) -> int:
         weights_dir=args.weights,
         fps=args.fps,
         size=args.size,
+        acceleration=AccelerationOptions.from_args(args),
     )
     print(f"wrote {args.output} ({frames} frames)")
     return 0
@@ -159,10 +166,11 @@ def _bench(args: argparse.Namespace) -> int:
     from server.renderers import create_renderer
     from streaming.lite.default_portrait import default_portrait_path, load_portrait
 
-    check_frame_size(args.size)
+    if args.size is not None:
+        check_frame_size(args.size)
     portrait = load_portrait(args.image if args.image is not None else default_portrait_path())
     speech = read_speech(args.audio)
-    renderer = create_renderer(args.renderer, args.fps, args.weights, args.size)
+    renderer = create_renderer(args.renderer, args.fps, args.weights, args.size, AccelerationOptions.from_args(args))
     report = run_bench(renderer, portrait, speech)
     print(report.to_json() if args.json else report.describe())
     return 0

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from echomimic.acceleration.profiles import GenerationProfile
 from echomimic.progress import ProgressEvent
+from server.acceleration_options import AccelerationOptions
 from server.media_files import VideoFileWriter, read_speech
 from server.renderers import ECHOMIMIC_FPS, create_renderer, echomimic_weights_dir, require_echomimic_packages
-from server.settings import DEFAULT_SIZE, check_frame_size
+from server.settings import check_frame_size
 from streaming.frames import SAMPLE_RATE, FloatAudio, RgbImage
 from streaming.lite.default_portrait import load_portrait
 from streaming.offline import stream_offline
@@ -31,22 +34,27 @@ def render_to_file(
     renderer_name: str,
     weights_dir: Path | None,
     fps: float | None,
-    size: int = DEFAULT_SIZE,
+    size: int | None = None,
+    acceleration: AccelerationOptions | None = None,
 ) -> int:
-    """Render and write the video; returns the number of frames written."""
+    """Render and write the video; returns the number of frames written. EchoMimic renders offline with the
+    profile's size and steps (`size` overrides the size) through the official context-window sampler."""
     if output.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
         raise ValueError(f"the output must be an .mp4, .mov or .mkv file, not {output.name!r}")
-    check_frame_size(size)
+    if size is not None:
+        check_frame_size(size)
+    options = acceleration if acceleration is not None else AccelerationOptions()
     portrait = load_portrait(image)
     speech = read_speech(audio)
     if renderer_name == "echomimic":
-        frames, frame_size, frame_rate = _echomimic_frames(portrait, speech, weights_dir, fps, size)
+        profile = options.profile if size is None else replace(options.profile, size=size)
+        frames, frame_size, frame_rate = _echomimic_frames(portrait, speech, weights_dir, fps, profile)
         with VideoFileWriter(output, frame_rate, frame_size, audio) as writer:
             for picture in tqdm(frames, total=len(frames), unit="frame", desc=f"writing {output.name}"):
                 writer.write(picture)
         return writer.frames_written
 
-    renderer = create_renderer(renderer_name, fps, weights_dir, size)
+    renderer = create_renderer(renderer_name, fps, weights_dir, size, options)
     avatar = renderer.prepare_avatar(portrait)
     total = math.ceil(len(speech) / SAMPLE_RATE * renderer.fps)
     with (
@@ -64,7 +72,7 @@ def render_to_file(
 
 
 def _echomimic_frames(
-    portrait: RgbImage, speech: FloatAudio, weights_dir: Path | None, fps: float | None, size: int
+    portrait: RgbImage, speech: FloatAudio, weights_dir: Path | None, fps: float | None, profile: GenerationProfile
 ) -> tuple[npt.NDArray[np.uint8], tuple[int, int], float]:
     folder = echomimic_weights_dir(weights_dir)
     require_echomimic_packages()
@@ -72,7 +80,15 @@ def _echomimic_frames(
 
     frame_rate = fps if fps is not None else ECHOMIMIC_FPS
     with _StageBars() as bars:
-        frames = render_clip(folder, portrait, speech, frame_rate, progress=bars.update, size=size)
+        frames = render_clip(
+            folder,
+            portrait,
+            speech,
+            frame_rate,
+            progress=bars.update,
+            size=profile.size,
+            num_inference_steps=profile.num_inference_steps,
+        )
     height, width = frames.shape[1:3]
     return frames, (width, height), frame_rate
 

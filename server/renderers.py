@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.settings import RENDERER_NAMES
+from server.acceleration_options import AccelerationOptions
+from server.settings import DEFAULT_SIZE, RENDERER_NAMES
 from streaming.lite.eyelids import PortraitEyelids
 from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
@@ -25,20 +27,32 @@ ECHOMIMIC_PACKAGES = ("torch", "diffusers", "safetensors")
 INSTALL_ECHOMIMIC = "pip install 'echomimic-live[echomimic]'"
 
 
-def create_renderer(name: str, fps: float | None, weights_dir: Path | None, size: int = 512) -> Renderer[Any]:
-    """Build the named renderer at `fps` (None: its own rate) drawing `size`x`size` frames; `ValueError` with one
-    line for the user when it cannot be built here."""
+def create_renderer(
+    name: str,
+    fps: float | None,
+    weights_dir: Path | None,
+    size: int | None = None,
+    acceleration: AccelerationOptions | None = None,
+) -> Renderer[Any]:
+    """Build the named renderer at `fps` (None: its own rate) drawing `size`x`size` frames (None: 512 for lite, the
+    profile's for echomimic); `ValueError` with one line for the user when it cannot be built here."""
     if name == "lite":
-        return LiteRenderer(fps=fps if fps is not None else LITE_FPS, frame_size=(size, size))
+        side = size if size is not None else DEFAULT_SIZE
+        return LiteRenderer(fps=fps if fps is not None else LITE_FPS, frame_size=(side, side))
     if name == "echomimic":
         folder = echomimic_weights_dir(weights_dir)
         require_echomimic_packages()
         from echomimic.streaming_renderer import EchoMimicRenderer
 
+        options = acceleration if acceleration is not None else AccelerationOptions()
+        profile = options.profile if size is None else replace(options.profile, size=size)
         return EchoMimicRenderer.from_weights(
             folder,
+            profile=profile,
+            taesd_dir=options.taesd_dir,
+            backend=options.backend,
+            engine_dir=options.engine_dir,
             fps=fps if fps is not None else ECHOMIMIC_FPS,
-            size=size,
             eyelids=PortraitEyelids.find,
             progress=_log_loading_progress,
         )

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.acceleration_options import AccelerationOptions
+
 RENDERER_NAMES = ("lite", "echomimic")
 DEFAULT_SIZE = 512
 """Renderers `echolive serve --renderer` accepts: `lite` (CPU, always available) and `echomimic` (needs weights)."""
@@ -32,8 +34,10 @@ class ServerSettings:
     """EchoMimic v1 weights folder; required by the `echomimic` renderer."""
     fps: float | None = None
     """Video frame rate; None takes the renderer's own."""
-    size: int = DEFAULT_SIZE
-    """Frames are `size` x `size` pixels."""
+    size: int | None = None
+    """Frames are `size` x `size` pixels; None: 512 for lite, the profile's size for echomimic."""
+    acceleration: AccelerationOptions = field(default_factory=AccelerationOptions)
+    """EchoMimic's profile, tiny decoder, UNet backend and engine folder."""
     max_sessions: int = 4
     avatar_dir: Path = field(default_factory=default_avatar_dir)
     max_upload_bytes: int = 8 * 1024 * 1024
@@ -54,7 +58,8 @@ class ServerSettings:
             raise ValueError(f"unknown renderer {self.renderer!r}; choose one of {', '.join(RENDERER_NAMES)}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be between 0 (any free port) and 65535, not {self.port}")
-        check_frame_size(self.size)
+        if self.size is not None:
+            check_frame_size(self.size)
         if self.fps is not None and not 1 <= self.fps <= 60:
             raise ValueError(f"fps must be between 1 and 60, not {self.fps}")
         if self.max_sessions < 1:

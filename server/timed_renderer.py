@@ -84,6 +84,9 @@ class _TimedSession:
         self._renderer.record(RenderCall("idle", first_frame, len(frames), time.perf_counter() - started), True)
         return frames
 
+    def cancel(self) -> None:
+        self.inner.cancel()
+
     def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
         self.inner.reset(resume_frame, last_shown)
 

@@ -163,6 +163,7 @@ class AvatarStream(Generic[AvatarT]):
         self._session: RenderSession | None = None
         self._in_flight: asyncio.Future[list[RgbImage]] | None = None  # the render running in a worker thread
         self._last_yielded: VideoFrame | None = None
+        self._pending_reset: tuple[int, RgbImage | None] | None = None  # for the session, once no render runs
         self._speaking = False  # whether the last frame planned was drawn as speech
 
     @property
@@ -246,8 +247,8 @@ class AvatarStream(Generic[AvatarT]):
         resume = self._next_yield
         self._speaking = False
         if self._session is not None:
-            shown = self._last_yielded.image if self._last_yielded is not None else None
-            self._session.reset(resume, shown)
+            self._session.cancel()
+            self._pending_reset = (resume, self._last_yielded.image if self._last_yielded is not None else None)
         self._cutter.restart(resume)
         resume_sample = frame_start_sample(resume, self.fps)
         self._vad.reset(start_time=resume_sample / SAMPLE_RATE)
@@ -267,7 +268,7 @@ class AvatarStream(Generic[AvatarT]):
         if self._session is not None:
             if self._in_flight is not None and not self._in_flight.done():
                 # A worker thread cannot be cancelled: cut its render short, then let it finish before closing.
-                self._session.reset(self._next_yield, None)
+                self._session.cancel()
                 await asyncio.gather(self._in_flight, return_exceptions=True)
             self._session.close()
             self._session = None
@@ -300,6 +301,10 @@ class AvatarStream(Generic[AvatarT]):
         try:
             while True:
                 self._wake.clear()
+                if self._pending_reset is not None and self._session is not None:
+                    # The render an interrupt overtook has returned: the session can rewind safely now.
+                    self._session.reset(*self._pending_reset)
+                    self._pending_reset = None
                 self._fill_overdue_silence()
                 step = self._plan()
                 if isinstance(step, _Done):

@@ -6,9 +6,10 @@ session is where a renderer keeps what it has already drawn, so the next window 
 the latents of the frames on screen and a rolling audio history; `lite` keeps nothing.
 
 The stream owns the clock and the frame indices and calls a session from one worker thread at a time, never on
-the event loop. `reset` is the exception: the stream calls it from the event loop on an interruption, possibly
-while a render is running in the worker, so it must be thread-safe, and a render it overtakes may stop early (at
-its next step boundary) and return fewer frames; the stream throws those away.
+the event loop, with one exception: on an interruption it calls `cancel` from the event loop at once, possibly
+while a render runs in the worker, so `cancel` must be thread-safe; the render it overtakes (or one that starts
+before the next `reset`) may stop early and return fewer frames, which the stream throws away. Then, once no
+render is in flight, the stream calls `reset` with where drawing resumes.
 
 `echomimic/` implements this protocol and imports it (and `streaming.frames`) but nothing else of `streaming`.
 """
@@ -61,9 +62,14 @@ class RenderSession(Protocol):
         """Return one closed-mouth frame per pose, for frames `first_frame`, `first_frame + 1`, ..."""
         ...
 
+    def cancel(self) -> None:
+        """Stop the render running now, and any that starts before the next `reset`, as soon as possible.
+        Thread-safe; returns at once."""
+        ...
+
     def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
-        """An interruption: everything drawn from `resume_frame` on is void, and `last_shown` (frame
-        `resume_frame - 1`, if any was shown) is what the viewer sees now. Thread-safe; returns at once."""
+        """After a `cancel`: everything drawn from `resume_frame` on is void, and `last_shown` (frame
+        `resume_frame - 1`, if any was shown) is what the viewer sees now."""
         ...
 
     def close(self) -> None:
@@ -91,6 +97,9 @@ class StatelessSession(Generic[AvatarT]):
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
         return self._drawer.render_idle(self._avatar, poses)
+
+    def cancel(self) -> None:
+        """Frames take no time to stop."""
 
     def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
         """Nothing to forget."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from echomimic.acceleration.profiles import QUALITY
 from echomimic.streaming_renderer import EchoMimicRenderer
 from server.frame_metrics import frame_change
 from streaming.avatar_stream import AvatarStream, StreamSettings
@@ -37,9 +39,8 @@ def renderer(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return EchoMimicRenderer.from_weights(
         write_fake_weights_folder(conformance_dir, tmp_path_factory.mktemp("weights")),
         device="cpu",
-        size=64,
+        profile=replace(QUALITY, size=64, num_inference_steps=1),
         window=WindowSpec(frames=4, context=2, lookahead=0.08, onset_frames=2),
-        num_inference_steps=1,
         audio_segment_seconds=1.0,
     )
 

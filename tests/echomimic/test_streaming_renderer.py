@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 import echomimic.window_batcher
+from echomimic.acceleration.profiles import QUALITY
 from echomimic.live_avatar import EchoMimicAvatar, idle_frame
 from echomimic.live_sampler import WindowInputs
 from echomimic.live_session import EchoMimicSession
@@ -43,10 +44,9 @@ def renderer(conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return EchoMimicRenderer.from_weights(
         weights_dir,
         device="cpu",
-        size=64,
+        profile=replace(QUALITY, size=64, num_inference_steps=2),
         fps=FPS,
         window=WINDOW,
-        num_inference_steps=2,
         eyelids=PortraitEyelids.find,
         audio_segment_seconds=2.0,
     )
@@ -143,8 +143,10 @@ def test_each_window_continues_the_latents_already_shown(
 
     pinned_denoise = echomimic.window_batcher.denoise_windows
 
-    def unpinned(pipeline: Any, windows: list[WindowInputs], steps: int, guidance: float) -> list[torch.Tensor | None]:
-        return pinned_denoise(pipeline, [replace(window, pinned=None) for window in windows], steps, guidance)
+    def unpinned(
+        pipeline: Any, unet: Any, windows: list[WindowInputs], steps: int, guidance: float
+    ) -> list[torch.Tensor | None]:
+        return pinned_denoise(pipeline, unet, [replace(window, pinned=None) for window in windows], steps, guidance)
 
     monkeypatch.setattr(echomimic.window_batcher, "denoise_windows", unpinned)
     assert context_drift(renderer.open_session(avatar), windows=1) > 100 * PINNED_TOLERANCE
@@ -199,7 +201,7 @@ def test_an_interruption_stops_the_window_at_the_next_step_and_fades_from_what_w
 
     def interrupted_after_one_step(*args: Any, **kwargs: Any) -> torch.Tensor:
         steps.append(1)
-        session.reset(resume, shown[-1])  # as the stream does from the event loop, while the render runs
+        session.cancel()  # as the stream does from the event loop, while the render runs
         output: torch.Tensor = forward(*args, **kwargs)
         return output
 
@@ -207,6 +209,8 @@ def test_an_interruption_stops_the_window_at_the_next_step_and_fades_from_what_w
     assert session.render_window(speaker.window()) == []
     assert len(steps) == 1, "the window ran on past the step during which it was interrupted"
     monkeypatch.undo()
+    assert session.render_window(speaker.window()) == [], "a window started before the reset drew frames"
+    session.reset(resume, shown[-1])
 
     first_idle = session.render_idle(resume, [speaker.pose(resume)])[0]
     weight = 1 / (renderer.blend_frames + 1)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from echomimic.acceleration.profiles import QUALITY
 from echomimic.streaming_renderer import EchoMimicRenderer
 from server.live_bench import run_bench
 from streaming.frames import SAMPLE_RATE
@@ -56,8 +58,7 @@ def test_the_echomimic_report_comes_from_its_windows(conformance_dir: Path, tmp_
     renderer = EchoMimicRenderer.from_weights(
         write_fake_weights_folder(conformance_dir, tmp_path / "weights"),
         device="cpu",
-        size=64,
-        num_inference_steps=1,
+        profile=replace(QUALITY, size=64, num_inference_steps=1),
         audio_segment_seconds=1.0,
     )
     speech = spoken(TWO_PHRASES[0])

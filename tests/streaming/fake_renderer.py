@@ -57,7 +57,11 @@ class FakeSession(StatelessSession[FakeAvatar]):
     def __init__(self, renderer: FakeRenderer, avatar: FakeAvatar) -> None:
         super().__init__(renderer, avatar)
         self.resets: list[tuple[int, RgbImage | None]] = []
+        self.cancels = 0
         self.closed = False
+
+    def cancel(self) -> None:
+        self.cancels += 1
 
     def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
         self.resets.append((resume_frame, last_shown))
