@@ -41,10 +41,10 @@ from server.bot_protocol import (
     parse_control,
 )
 from server.bot_sender import MediaSender
-from server.bot_voice import VoiceTimeline
 from server.metrics import ServerMetrics
 from server.playout import Tick
 from server.session_core import SessionConfig, SessionCore
+from server.voice_timeline import VoiceTimeline
 from streaming.avatar_stream import StreamSettings
 from streaming.clock import Clock
 from streaming.frames import AudioChunk

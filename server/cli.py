@@ -1,4 +1,4 @@
-"""The `echolive` command line: `serve`, `render` and `doctor`.
+"""The `echolive` command line: `serve`, `render`, `doctor` and `bridge`.
 
 Every expected failure (a missing file, a portrait without a face, unreadable audio, an unknown renderer, a
 weights folder that does not match) ends with one line on stderr and a non-zero exit, never a traceback.
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-upload-mb", type=float, default=ServerSettings.max_upload_bytes / 2**20, help="portrait upload limit"
     )
+    serve.add_argument(
+        "--max-viewers", type=int, default=ServerSettings.max_viewers, help="people watching one session at once"
+    )
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -62,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="print what this machine can run")
     doctor.add_argument("--weights", type=Path, default=None, help="an EchoMimic v1 weights folder to check")
+
+    bridge = commands.add_parser("bridge", help="the avatar as a virtual camera for video calls")
+    bridge.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL (default %(default)s)")
+    bridge.add_argument("--avatar", default=None, help="an avatar name (default: the server's)")
+    bridge.add_argument("--mic", default="default", help="a capture device, or an audio file played as the microphone")
+    output = bridge.add_mutually_exclusive_group()
+    output.add_argument("--camera", default=None, help="the virtual camera device, e.g. /dev/video10 (default: any)")
+    output.add_argument("--sink", type=Path, default=None, help="write video and voice to this MP4 instead")
+    bridge.add_argument("--speaker", default=None, help="an output device to play the voice into (Linux: ALSA)")
+    bridge.add_argument(
+        "--voice-delay",
+        default="auto",
+        help="auto (the server's echo, in step with the video) or SECONDS after the mic",
+    )
+    bridge.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser
 
 
@@ -79,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "bridge":
+            return _bridge(args)
         return _doctor(args)
     except (ValueError, OSError) as error:
         print(f"echolive {args.command}: error: {error}", file=sys.stderr)
@@ -103,6 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         avatar_dir=args.avatar_dir,
+        max_viewers=args.max_viewers,
     )
     run_server(settings)
     return 0
@@ -126,6 +147,26 @@ def _doctor(args: argparse.Namespace) -> int:
 
     print(report(examine(args.weights)))
     return 0
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from server.bridge import BridgeError, BridgeOptions, parse_voice_delay, run_bridge
+
+    try:
+        options = BridgeOptions(
+            server=args.server,
+            avatar=args.avatar,
+            mic=args.mic,
+            camera=args.camera,
+            sink=args.sink,
+            speaker=args.speaker,
+            voice_delay=parse_voice_delay(args.voice_delay),
+            duration=args.duration,
+        )
+        return run_bridge(options)
+    except BridgeError as error:
+        print(f"echolive bridge: {error}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

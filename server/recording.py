@@ -19,7 +19,7 @@ from server.media_files import AAC_FALLBACK_RATE, AAC_SAMPLE_RATES, MediaFileErr
 from streaming.frames import RgbImage
 
 VIDEO_TIME_BASE = Fraction(1, 1000)
-AUDIO_RESYNC = 0.1
+AUDIO_RESYNC = 0.015
 """Seconds a piece of audio may start away from the end of the last before the track is re-aligned to it."""
 
 

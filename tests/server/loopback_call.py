@@ -18,7 +18,7 @@ import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.speaking_track import SpeakingTrack
+from server.speaking_track import SpeakingTrack
 from tests.server.fake_renderer import mouth_opening
 
 FRAME_WAIT = 15.0

@@ -104,65 +104,77 @@ async def test_an_encoder_that_falls_behind_gets_the_newest_tick() -> None:
         await waiting
 
 
-def chunk(pts: float, level: float, duration: float = 0.02) -> AudioChunk:
-    return AudioChunk(samples=np.full(round(duration * SAMPLE_RATE), level, dtype=np.float32), pts=pts)
+def chunk(level: float, duration: float = 0.02) -> AudioChunk:
+    return AudioChunk(samples=np.full(round(duration * SAMPLE_RATE), level, dtype=np.float32), pts=0.0)
 
 
-async def test_echoed_audio_leaves_at_its_send_time_as_16_bit_mono() -> None:
-    clock = VirtualClock()
+async def sent_voice(clock: VirtualClock, track: EchoAudioTrack, count: int) -> list[tuple[float, av.AudioFrame]]:
+    frames = []
+    for _ in range(count):
+        sent_at, frame = await receive_at(clock, track.recv(), until=clock.now() + 1.0)
+        assert isinstance(frame, av.AudioFrame)
+        frames.append((sent_at, frame))
+    return frames
+
+
+def first_sample(frame: av.AudioFrame) -> int:
+    return int(frame.to_ndarray()[0, 0])
+
+
+async def test_the_voice_leaves_as_a_continuous_20_ms_stream_each_frame_at_its_send_time() -> None:
+    clock = VirtualClock(start=5.0)
     track = EchoAudioTrack(clock, send_time=lambda media_time: 5.0 + media_time)
-    track.push(0.0, chunk(0.0, 0.5))
-    track.push(0.02, chunk(0.02, -0.25))
+    track.push(0.04, chunk(0.5))
+    track.push(0.10, chunk(-0.25, duration=0.04))  # a gap before it: silence fills it
 
-    first_at, first = await receive_at(clock, track.recv(), until=6.0)
-    second_at, second = await receive_at(clock, track.recv(), until=6.0)
+    frames = await sent_voice(clock, track, 7)
 
-    assert (first_at, second_at) == pytest.approx((5.0, 5.02))
-    assert isinstance(first, av.AudioFrame) and isinstance(second, av.AudioFrame)
-    assert (first.format.name, first.layout.name, first.sample_rate) == ("s16", "mono", SAMPLE_RATE)
-    assert (first.pts, second.pts) == (0, 320)
-    assert first.to_ndarray()[0, 0] == round(0.5 * 32767)
-    assert second.to_ndarray()[0, 0] == round(-0.25 * 32767)
+    assert [at for at, _ in frames] == pytest.approx([5.0 + 0.02 * k for k in range(7)])
+    assert [frame.pts for _, frame in frames] == [320 * k for k in range(7)], "the timestamps are the timeline"
+    _, first = frames[0]
+    assert (first.format.name, first.layout.name, first.sample_rate, first.samples) == ("s16", "mono", SAMPLE_RATE, 320)
+    levels = [first_sample(frame) for _, frame in frames]
+    assert levels == [0, 0, round(0.5 * 32767), 0, 0, round(-0.25 * 32767), round(-0.25 * 32767)]
 
 
-async def test_the_echo_keeps_only_the_newest_audio_when_nobody_sends_it() -> None:
+async def test_a_bots_long_chunk_is_cut_into_20_ms_frames() -> None:
+    clock = VirtualClock()
+    track = EchoAudioTrack(clock, send_time=lambda media_time: media_time)
+    track.push(0.0, chunk(0.25, duration=1.0))  # a bot's second of speech in one message
+    frames = await sent_voice(clock, track, 50)
+    assert all(frame.samples == 320 and first_sample(frame) == round(0.25 * 32767) for _, frame in frames)
+
+
+async def test_a_peer_that_falls_behind_skips_what_it_missed_and_an_interrupt_clears_the_voice() -> None:
+    clock = VirtualClock()
+    track = EchoAudioTrack(clock, send_time=lambda media_time: media_time, max_late=0.2)
+    track.push(0.0, chunk(0.1, duration=2.0))
+    await sent_voice(clock, track, 1)
+    await clock.advance_to(1.0)  # the sender stalled for a second
+    ((_, resumed),) = await sent_voice(clock, track, 1)
+    assert resumed.pts == SAMPLE_RATE, "what it missed is skipped: the voice goes on from what is due"
+    track.clear()
+    frames = await sent_voice(clock, track, 3)
+    assert not any(frame.to_ndarray().any() for _, frame in frames)
+
+
+async def test_the_voice_held_is_bounded() -> None:
     clock = VirtualClock()
     track = EchoAudioTrack(clock, send_time=lambda media_time: media_time, max_buffered=0.1)
     for number in range(10):
-        track.push(number * 0.02, chunk(number * 0.02, 0.1))
-    _, oldest_kept = await receive_at(clock, track.recv(), until=1.0)
-    assert isinstance(oldest_kept, av.AudioFrame)
-    assert oldest_kept.pts == round(0.1 * SAMPLE_RATE), "the first five chunks (0.1 s) were dropped"
+        track.push(number * 0.02, chunk(0.1 + 0.05 * number))
+    frames = await sent_voice(clock, track, 10)
+    assert [first_sample(frame) > 0 for _, frame in frames] == [False] * 5 + [True] * 5, "the oldest was dropped"
 
 
-async def test_a_stopped_echo_track_ends_a_waiting_receiver() -> None:
+async def test_a_stopped_voice_track_ends_its_receiver() -> None:
     clock = VirtualClock()
-    track = EchoAudioTrack(clock, send_time=lambda media_time: media_time)
+    track = EchoAudioTrack(clock, send_time=lambda media_time: media_time + 1.0)
     waiting = asyncio.create_task(track.recv())
     await asyncio.sleep(0)
     track.stop()
+    await clock.advance(1.0)
     with pytest.raises(MediaStreamError):
         await waiting
-
-
-async def test_a_long_chunk_of_voice_leaves_in_20_ms_frames_each_at_its_time() -> None:
-    clock = VirtualClock()
-    track = EchoAudioTrack(clock, send_time=lambda media_time: 1.0 + media_time)
-    track.push(0.5, chunk(0.0, 0.25, duration=1.0))  # a bot's second of speech in one message
-
-    sent = [await receive_at(clock, track.recv(), until=3.0) for _ in range(50)]
-
-    assert [at for at, _ in sent] == pytest.approx([1.5 + 0.02 * k for k in range(50)])
-    assert all(isinstance(frame, av.AudioFrame) and frame.samples == 320 for _, frame in sent)
-
-
-async def test_an_interrupt_clears_the_voice_and_voice_too_late_to_matter_is_skipped() -> None:
-    clock = VirtualClock()
-    track = EchoAudioTrack(clock, send_time=lambda media_time: media_time, max_late=0.2)
-    track.push(0.0, chunk(0.0, 0.1, duration=0.1))
-    track.clear()
-    track.push(1.0, chunk(1.0, 0.1))
-    await clock.advance_to(1.5)  # the peer asks only now: 1.0 is half a second late
-    track.push(1.4, chunk(1.4, 0.1))
-    _, first = await receive_at(clock, track.recv(), until=2.0)
-    assert isinstance(first, av.AudioFrame) and first.pts == round(1.4 * SAMPLE_RATE)
+    with pytest.raises(MediaStreamError):
+        await track.recv()

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from server.bot_voice import VoiceTimeline
+from server.voice_timeline import VoiceTimeline
 
 
 def ramp(start: int, count: int) -> np.ndarray:

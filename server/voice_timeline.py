@@ -1,9 +1,9 @@
-"""A bot's voice at its own sample rate, placed on the session's media timeline and cut into frame slots.
+"""A voice placed on the session's media timeline and cut into slots: silence where nothing was placed.
 
-The stream hears the voice resampled to 16 kHz; the bot gets back the samples it sent, unresampled, each with the
-frame it plays with: slot `k` carries the samples from `k / fps` to `(k + 1) / fps` of the timeline, silence where
-the bot sent nothing. Pieces that land where the previous one ended (within `JOIN_TOLERANCE`, the resampler's
-filter delay) are joined end to end, so the voice has no gaps or overlaps of a few samples between messages.
+A bot gets back the samples it sent, at its own rate, each with the frame it plays with: slot `k` carries the
+samples from `k / fps` to `(k + 1) / fps` of the timeline. WebRTC peers get the voice the same way, in 20 ms
+slots (`server.tracks.EchoAudioTrack`). Pieces that land where the previous one ended (within `JOIN_TOLERANCE`,
+a resampler's filter delay) are joined end to end, so the voice has no gaps or overlaps of a few samples.
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ class VoiceTimeline:
                 self._pieces[0] = (end, samples[end - start :])
                 break
         return out
+
+    def forget_before(self, media_time: float) -> None:
+        """Drop the voice before `media_time` (to bound what is kept)."""
+        first = round(media_time * self.sample_rate)
+        while self._pieces and self._pieces[0][0] < first:
+            start, samples = self._pieces.popleft()
+            if start + len(samples) > first:
+                self._pieces.appendleft((first, samples[first - start :]))
+                return
 
     def clear(self) -> None:
         self._pieces.clear()
