@@ -82,6 +82,12 @@ def mel_filter_bank(
 
 def log_mel_spectrogram(waveform: Waveform, device: torch.device | str | None = None) -> torch.Tensor:
     """Whisper's log-mel features of 16 kHz mono audio [samples] → [80, samples // 160], float32 on `device`."""
+    log_power = log_mel_power(waveform, device)
+    return normalise_log_mel(log_power, log_power.max())
+
+
+def log_mel_power(waveform: Waveform, device: torch.device | str | None = None) -> torch.Tensor:
+    """log10 of the mel band powers [80, samples // 160], before the floor and scaling of `log_mel_spectrogram`."""
     audio = torch.as_tensor(waveform, dtype=torch.float32, device=device)
     if audio.ndim != 1:
         raise ValueError(f"waveform must be 1-D mono samples; got shape {tuple(audio.shape)}")
@@ -91,9 +97,13 @@ def log_mel_spectrogram(waveform: Waveform, device: torch.device | str | None = 
     spectrum = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
     power = spectrum[:, :-1].abs() ** 2  # [bins, frames]; the last centred frame is dropped as whisper does
     filters = torch.from_numpy(mel_filter_bank()).to(audio.device)  # [80, bins]
-    log_mel = torch.clamp(filters @ power, min=1e-10).log10()  # [80, frames]
-    log_mel = torch.maximum(log_mel, log_mel.max() - DYNAMIC_RANGE_DECADES)
-    return (log_mel + 4.0) / 4.0
+    return torch.clamp(filters @ power, min=1e-10).log10()  # [80, frames]
+
+
+def normalise_log_mel(log_power: torch.Tensor, loudest: torch.Tensor | float) -> torch.Tensor:
+    """Whisper's floor, 8 decades below `loudest` (a log10 power), then (x + 4) / 4."""
+    floored = torch.maximum(log_power, torch.as_tensor(loudest, device=log_power.device) - DYNAMIC_RANGE_DECADES)
+    return (floored + 4.0) / 4.0
 
 
 def frame_count_for_tokens(num_tokens: int, fps: float) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from aiortc import RTCPeerConnection
@@ -21,6 +21,7 @@ from server.bot_session import BotSession
 from server.errors import error_response, install_error_handlers
 from server.ice_addresses import restrict_ice_host_addresses
 from server.metrics import ServerMetrics
+from server.render_times import RenderTimes
 from server.renderers import create_renderer
 from server.session import Session
 from server.session_core import SessionConfig, SessionSummary
@@ -28,6 +29,7 @@ from server.session_registry import SessionRegistry
 from server.settings import ServerSettings
 from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signalling, ViewerAnswer, ViewerOffer
 from server.timed_renderer import TimedRenderer
+from server.warm_up import warm_up
 from streaming.clock import Clock, MonotonicClock
 from streaming.renderer import Renderer
 
@@ -65,12 +67,16 @@ def create_app(
     face) fails here with a `ValueError`, before a port is bound. `renderer` and `clock` replace the built-in ones
     (tests pass fakes)."""
     metrics = ServerMetrics()
-    built = renderer if renderer is not None else create_renderer(settings.renderer, settings.fps, settings.weights_dir)
-    timed_renderer = TimedRenderer(built, metrics.render_seconds)
+    built = (
+        renderer
+        if renderer is not None
+        else create_renderer(settings.renderer, settings.fps, settings.weights_dir, settings.size)
+    )
+    timed_renderer = TimedRenderer(built, metrics.render_seconds, RenderTimes())
     avatars: AvatarStore[object] = AvatarStore(
         settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, settings.avatar
     )
-    avatars.prepare_default()
+    warm_up(timed_renderer, avatars.prepare_default())
     if settings.ice_host_addresses:
         restrict_ice_host_addresses(settings.ice_host_addresses)
     registry = SessionRegistry(settings.max_sessions, metrics)
@@ -89,7 +95,7 @@ def create_app(
             peer,
             timed_renderer,
             avatar,
-            session_config,
+            replace(session_config, render_seconds=timed_renderer.times.p95()),
             metrics,
             session_clock,
             on_closed=registry.discard,
@@ -103,7 +109,7 @@ def create_app(
             avatar_name,
             timed_renderer,
             avatar,
-            session_config,
+            replace(session_config, render_seconds=timed_renderer.times.p95()),
             metrics,
             session_clock,
             registry.discard,

@@ -74,12 +74,13 @@ class AvatarStore(Generic[AvatarT]):
     def media_type(self, name: str) -> str:
         return "image/jpeg" if self.image_path(name).suffix.lower() in {".jpg", ".jpeg"} else "image/png"
 
-    def prepare_default(self) -> None:
+    def prepare_default(self) -> AvatarT:
         """Analyse the default portrait now, so a portrait without a face fails at startup, not at first call."""
         name = self.default_name
         path = self.image_path(name)
         try:
             self._prepared[name] = self._prepare(decode_png_or_jpeg(path.read_bytes()))
+            return self._prepared[name]
         except ApiError as error:
             raise ValueError(f"the avatar {path} cannot be used: {error.message}") from error
         except ValueError as error:

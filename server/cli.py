@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from server.offline_render import render_to_file
-from server.settings import RENDERER_NAMES, ServerSettings, default_avatar_dir
+from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-upload-mb", type=float, default=ServerSettings.max_upload_bytes / 2**20, help="portrait upload limit"
     )
     serve.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="gather WebRTC host candidates only on this local address (repeatable; default: every interface "
+        "but loopback). 127.0.0.1 serves this machine alone, for example through an SSH tunnel",
+    )
+    serve.add_argument(
         "--max-viewers", type=int, default=ServerSettings.max_viewers, help="people watching one session at once"
     )
 
@@ -62,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--audio", type=Path, required=True, help="speech in any format FFmpeg reads")
     render.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write (H.264 + AAC)")
     _add_renderer_arguments(render)
+
+    bench = commands.add_parser(
+        "bench", help="run a renderer through a live session's stream in real time on a speech file and report"
+    )
+    bench.add_argument("--audio", type=Path, required=True, help="speech in any format FFmpeg reads")
+    bench.add_argument("--image", type=Path, default=None, help="portrait (default: the bundled one)")
+    _add_renderer_arguments(bench)
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
 
     doctor = commands.add_parser("doctor", help="print what this machine can run")
     doctor.add_argument("--weights", type=Path, default=None, help="an EchoMimic v1 weights folder to check")
@@ -87,6 +103,9 @@ def _add_renderer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--renderer", default="lite", help=f"one of {', '.join(RENDERER_NAMES)} (default lite)")
     parser.add_argument("--weights", type=Path, default=None, help="EchoMimic v1 weights folder (for echomimic)")
     parser.add_argument("--fps", type=float, default=None, help="video frame rate (default: the renderer's own)")
+    parser.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE, help="frame side in pixels, a multiple of 8 (default %(default)s)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _render(args)
         if args.command == "bridge":
             return _bridge(args)
+        if args.command == "bench":
+            return _bench(args)
         return _doctor(args)
     except (ValueError, OSError) as error:
         print(f"echolive {args.command}: error: {error}", file=sys.stderr)
@@ -118,12 +139,14 @@ def _serve(args: argparse.Namespace) -> int:
         avatar=args.avatar,
         weights_dir=args.weights,
         fps=args.fps,
+        size=args.size,
         max_sessions=args.max_sessions,
         playout_delay=args.playout_delay,
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         avatar_dir=args.avatar_dir,
         max_viewers=args.max_viewers,
+        ice_host_addresses=tuple(args.ice_address),
     )
     run_server(settings)
     return 0
@@ -137,8 +160,24 @@ def _render(args: argparse.Namespace) -> int:
         renderer_name=args.renderer,
         weights_dir=args.weights,
         fps=args.fps,
+        size=args.size,
     )
     print(f"wrote {args.output} ({frames} frames)")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from server.live_bench import run_bench
+    from server.media_files import read_speech
+    from server.renderers import create_renderer
+    from streaming.lite.default_portrait import default_portrait_path, load_portrait
+
+    check_frame_size(args.size)
+    portrait = load_portrait(args.image if args.image is not None else default_portrait_path())
+    speech = read_speech(args.audio)
+    renderer = create_renderer(args.renderer, args.fps, args.weights, args.size)
+    report = run_bench(renderer, portrait, speech)
+    print(report.to_json() if args.json else report.describe())
     return 0
 
 

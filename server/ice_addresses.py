@@ -14,7 +14,10 @@ import aioice.ice
 
 def restrict_ice_host_addresses(addresses: tuple[str, ...]) -> None:
     """From now on, every peer connection in this process gathers host candidates on `addresses` only."""
-    chosen = [str(ipaddress.ip_address(address)) for address in addresses]
+    try:
+        chosen = [str(ipaddress.ip_address(address)) for address in addresses]
+    except ValueError as error:
+        raise ValueError(f"an ICE address must be an IP address of this machine: {error}") from error
 
     def chosen_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return [

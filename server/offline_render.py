@@ -17,28 +17,36 @@ from tqdm import tqdm
 
 from echomimic.progress import ProgressEvent
 from server.media_files import VideoFileWriter, read_speech
-from server.renderers import ECHOMIMIC_FPS, create_renderer, echomimic_weights_dir
+from server.renderers import ECHOMIMIC_FPS, create_renderer, echomimic_weights_dir, require_echomimic_packages
+from server.settings import DEFAULT_SIZE, check_frame_size
 from streaming.frames import SAMPLE_RATE, FloatAudio, RgbImage
 from streaming.lite.default_portrait import load_portrait
 from streaming.offline import stream_offline
 
 
 def render_to_file(
-    image: Path, audio: Path, output: Path, renderer_name: str, weights_dir: Path | None, fps: float | None
+    image: Path,
+    audio: Path,
+    output: Path,
+    renderer_name: str,
+    weights_dir: Path | None,
+    fps: float | None,
+    size: int = DEFAULT_SIZE,
 ) -> int:
     """Render and write the video; returns the number of frames written."""
     if output.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
         raise ValueError(f"the output must be an .mp4, .mov or .mkv file, not {output.name!r}")
+    check_frame_size(size)
     portrait = load_portrait(image)
     speech = read_speech(audio)
     if renderer_name == "echomimic":
-        frames, frame_size, frame_rate = _echomimic_frames(portrait, speech, weights_dir, fps)
+        frames, frame_size, frame_rate = _echomimic_frames(portrait, speech, weights_dir, fps, size)
         with VideoFileWriter(output, frame_rate, frame_size, audio) as writer:
             for picture in tqdm(frames, total=len(frames), unit="frame", desc=f"writing {output.name}"):
                 writer.write(picture)
         return writer.frames_written
 
-    renderer = create_renderer(renderer_name, fps, weights_dir)
+    renderer = create_renderer(renderer_name, fps, weights_dir, size)
     avatar = renderer.prepare_avatar(portrait)
     total = math.ceil(len(speech) / SAMPLE_RATE * renderer.fps)
     with (
@@ -56,14 +64,15 @@ def render_to_file(
 
 
 def _echomimic_frames(
-    portrait: RgbImage, speech: FloatAudio, weights_dir: Path | None, fps: float | None
+    portrait: RgbImage, speech: FloatAudio, weights_dir: Path | None, fps: float | None, size: int
 ) -> tuple[npt.NDArray[np.uint8], tuple[int, int], float]:
     folder = echomimic_weights_dir(weights_dir)
+    require_echomimic_packages()
     from echomimic.offline import render_clip
 
     frame_rate = fps if fps is not None else ECHOMIMIC_FPS
     with _StageBars() as bars:
-        frames = render_clip(folder, portrait, speech, frame_rate, progress=bars.update)
+        frames = render_clip(folder, portrait, speech, frame_rate, progress=bars.update, size=size)
     height, width = frames.shape[1:3]
     return frames, (width, height), frame_rate
 

@@ -1,12 +1,15 @@
-"""Renderers by name. EchoMimic (torch, GPU weights) is imported only when asked for, so `lite` starts fast."""
+"""Renderers by name. EchoMimic (torch, GPU weights) is imported only when asked for, so `lite` starts fast and
+runs where torch is not installed (it is the `[echomimic]` extra)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.settings import RENDERER_NAMES
+from streaming.lite.eyelids import PortraitEyelids
 from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
 
@@ -15,23 +18,38 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LITE_FPS = 25.0
 ECHOMIMIC_FPS = 24.0
 """The frame rate EchoMimic v1 was trained at."""
+ECHOMIMIC_PACKAGES = ("torch", "diffusers", "safetensors")
+INSTALL_ECHOMIMIC = "pip install 'echomimic-live[echomimic]'"
 
 
-def create_renderer(name: str, fps: float | None, weights_dir: Path | None) -> Renderer[Any]:
-    """Build the named renderer at `fps` (None: its own rate); `ValueError` with one line for the user when it
-    cannot be built here."""
+def create_renderer(name: str, fps: float | None, weights_dir: Path | None, size: int = 512) -> Renderer[Any]:
+    """Build the named renderer at `fps` (None: its own rate) drawing `size`x`size` frames; `ValueError` with one
+    line for the user when it cannot be built here."""
     if name == "lite":
-        return LiteRenderer(fps=fps) if fps is not None else LiteRenderer()
+        return LiteRenderer(fps=fps if fps is not None else LITE_FPS, frame_size=(size, size))
     if name == "echomimic":
         folder = echomimic_weights_dir(weights_dir)
+        require_echomimic_packages()
         from echomimic.streaming_renderer import EchoMimicRenderer
 
         return EchoMimicRenderer.from_weights(
-            folder, fps=fps if fps is not None else ECHOMIMIC_FPS, progress=_log_loading_progress
+            folder,
+            fps=fps if fps is not None else ECHOMIMIC_FPS,
+            size=size,
+            eyelids=PortraitEyelids.find,
+            progress=_log_loading_progress,
         )
     raise ValueError(f"unknown renderer {name!r}; choose one of {', '.join(RENDERER_NAMES)}")
+
+
+def require_echomimic_packages() -> None:
+    """`ValueError` naming what to install when the echomimic renderer's packages are missing."""
+    missing = [package for package in ECHOMIMIC_PACKAGES if importlib.util.find_spec(package) is None]
+    if missing:
+        raise ValueError(f"the echomimic renderer needs {', '.join(missing)}: {INSTALL_ECHOMIMIC}")
 
 
 def echomimic_weights_dir(weights_dir: Path | None) -> Path:

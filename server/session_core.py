@@ -28,6 +28,7 @@ from server.playout import Playout, Tick
 from streaming.avatar_stream import AvatarStream, StreamSettings
 from streaming.clock import Clock
 from streaming.frames import AudioChunk
+from streaming.latency_budget import LatencyBudget
 from streaming.pacer import FramePacer
 from streaming.renderer import Renderer
 
@@ -35,12 +36,20 @@ logger = logging.getLogger(__name__)
 
 FPS_WINDOW = 1.0
 """Seconds over which a session's sent frame rate is measured."""
-RENDER_ALLOWANCE = 0.02
-"""Seconds allowed, beyond the stream's pipeline delay, for rendering a frame and handing it to the encoder."""
+ENCODE_ALLOWANCE = 0.02
+"""Seconds allowed for handing a frame to the video encoder, beyond its render time."""
+MAX_PLAYOUT_DELAY = 2.0
+"""A renderer slower than this cannot hold a conversation; frames later than this are dropped rather than the
+whole session lagging further (the warm-up logs that the renderer cannot keep up)."""
 ARRIVALS_KEPT = 1000
 """Audio chunks remembered for the latency metric: 20 s of 20 ms packets, far more than the playout delay."""
 FORWARD_LEAD_FRAMES = 1
 """How many frame periods before it is due a frame is taken from the stream into the pacer."""
+
+
+def automatic_playout_delay(budget: LatencyBudget) -> float:
+    """The session's latency budget, but never more than `MAX_PLAYOUT_DELAY`."""
+    return min(budget.total, MAX_PLAYOUT_DELAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +57,11 @@ class SessionConfig:
     fps: float | None
     """None: the renderer's own rate."""
     playout_delay: float | None
-    """None: the stream's pipeline delay plus `RENDER_ALLOWANCE`."""
+    """None: the stream's latency budget, with `render_seconds` and `ENCODE_ALLOWANCE`."""
     echo_audio: bool
     media_timeout: float
+    render_seconds: float = 0.0
+    """The measured time to render a window (a running 95th percentile) when the session starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +130,9 @@ class SessionCore:
         self._stream = AvatarStream(renderer, avatar, settings, clock)
         self.fps = self._stream.fps
         self.frame_size = renderer.frame_size
+        self.latency_budget = self._stream.latency_budget(render=config.render_seconds, encode=ENCODE_ALLOWANCE)
         self.playout_delay = (
-            config.playout_delay if config.playout_delay is not None else self._stream.pipeline_delay + RENDER_ALLOWANCE
+            config.playout_delay if config.playout_delay is not None else automatic_playout_delay(self.latency_budget)
         )
         self._pacer = FramePacer(clock, self.fps, self.playout_delay)
         self._playout = Playout(self._pacer)

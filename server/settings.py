@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RENDERER_NAMES = ("lite", "echomimic")
+DEFAULT_SIZE = 512
 """Renderers `echolive serve --renderer` accepts: `lite` (CPU, always available) and `echomimic` (needs weights)."""
 
 WEB_CLIENT_DIR = Path(__file__).resolve().parents[1] / "web_client"
@@ -31,6 +32,8 @@ class ServerSettings:
     """EchoMimic v1 weights folder; required by the `echomimic` renderer."""
     fps: float | None = None
     """Video frame rate; None takes the renderer's own."""
+    size: int = DEFAULT_SIZE
+    """Frames are `size` x `size` pixels."""
     max_sessions: int = 4
     """Sessions at once, WebRTC callers and bots together."""
     max_viewers: int = 16
@@ -54,6 +57,7 @@ class ServerSettings:
             raise ValueError(f"unknown renderer {self.renderer!r}; choose one of {', '.join(RENDERER_NAMES)}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be between 0 (any free port) and 65535, not {self.port}")
+        check_frame_size(self.size)
         if self.fps is not None and not 1 <= self.fps <= 60:
             raise ValueError(f"fps must be between 1 and 60, not {self.fps}")
         if self.max_sessions < 1:
@@ -66,3 +70,9 @@ class ServerSettings:
             raise ValueError(f"playout delay must be between 0 and 2 seconds, not {self.playout_delay}")
         if self.media_timeout <= 0:
             raise ValueError(f"media timeout must be positive, not {self.media_timeout}")
+
+
+def check_frame_size(size: int) -> None:
+    """Both renderers draw square frames whose side is a multiple of 8 (EchoMimic's latents are 1/8 the size)."""
+    if size % 8 or not 64 <= size <= 2048:
+        raise ValueError(f"size must be a multiple of 8 between 64 and 2048, not {size}")

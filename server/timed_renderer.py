@@ -1,42 +1,91 @@
-"""A renderer wrapper that reports how long each render call takes, so `/metrics` shows the renderer's budget."""
+"""A renderer wrapper that reports how long each render call takes, so `/metrics` shows the renderer's budget and
+sessions can size their playout delay from the render time actually measured."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from prometheus_client import Histogram
 
+from server.render_times import RenderTimes
 from streaming.frames import AudioWindow, IdlePose, RgbImage
-from streaming.renderer import Renderer
+from streaming.renderer import Renderer, RenderSession, WindowSpec
 
 AvatarT = TypeVar("AvatarT")
 
 
-class TimedRenderer(Generic[AvatarT]):
-    """Satisfies `Renderer` by delegating every call to `inner`; render calls are timed into `histogram`."""
+@dataclass(frozen=True, slots=True)
+class RenderCall:
+    kind: str
+    """"window" or "idle"."""
+    first_frame: int
+    frame_count: int
+    """Frames returned."""
+    seconds: float
 
-    def __init__(self, inner: Renderer[AvatarT], histogram: Histogram) -> None:
-        self._inner = inner
-        self._window_seconds = histogram.labels(kind="window")
-        self._idle_seconds = histogram.labels(kind="idle")
+
+class TimedRenderer(Generic[AvatarT]):
+    """Satisfies `Renderer` by delegating every call to `inner`; the sessions it opens time their render calls
+    into `histogram` and into `times` (window calls only: idle frames are cheap and never set the budget), and tell
+    `on_render` about each call."""
+
+    def __init__(
+        self,
+        inner: Renderer[AvatarT],
+        histogram: Histogram,
+        times: RenderTimes,
+        on_render: Callable[[RenderCall], None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.times = times
+        self.on_render = on_render
         self.name = inner.name
         self.fps = inner.fps
         self.frame_size = inner.frame_size
-        self.window = inner.window
+        self._seconds = {kind: histogram.labels(kind=kind) for kind in ("window", "idle")}
+
+    @property
+    def window(self) -> WindowSpec:
+        return self.inner.window
 
     def prepare_avatar(self, portrait: RgbImage) -> AvatarT:
-        return self._inner.prepare_avatar(portrait)
+        return self.inner.prepare_avatar(portrait)
 
-    def render_window(self, avatar: AvatarT, window: AudioWindow) -> list[RgbImage]:
+    def open_session(self, avatar: AvatarT) -> RenderSession:
+        return _TimedSession(self.inner.open_session(avatar), self)
+
+    def record(self, call: RenderCall, complete: bool) -> None:
+        """Count one render call; an incomplete one (cut short by an interruption) says nothing of the budget."""
+        self._seconds[call.kind].observe(call.seconds)
+        if call.kind == "window" and complete:
+            self.times.add(call.seconds)
+        if self.on_render is not None:
+            self.on_render(call)
+
+
+class _TimedSession:
+    def __init__(self, inner: RenderSession, renderer: TimedRenderer[AvatarT]) -> None:
+        self.inner = inner
+        self._renderer = renderer
+
+    def render_window(self, window: AudioWindow) -> list[RgbImage]:
         started = time.perf_counter()
-        frames = self._inner.render_window(avatar, window)
-        self._window_seconds.observe(time.perf_counter() - started)
+        frames = self.inner.render_window(window)
+        call = RenderCall("window", window.first_frame, len(frames), time.perf_counter() - started)
+        self._renderer.record(call, complete=len(frames) == window.frame_count)
         return frames
 
-    def render_idle(self, avatar: AvatarT, poses: Sequence[IdlePose]) -> list[RgbImage]:
+    def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
         started = time.perf_counter()
-        frames = self._inner.render_idle(avatar, poses)
-        self._idle_seconds.observe(time.perf_counter() - started)
+        frames = self.inner.render_idle(first_frame, poses)
+        self._renderer.record(RenderCall("idle", first_frame, len(frames), time.perf_counter() - started), True)
         return frames
+
+    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
+        self.inner.reset(resume_frame, last_shown)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -6,9 +6,11 @@ to (the chunks' own `pts` are not consulted: senders' clocks jump, stall and dri
 more than `jitter_allowance` (a bot between utterances, a muted microphone, a stalled network) the timeline
 carries on with silence, so idle frames keep coming.
 
-Every frame is drawn exactly once and handed out in index order: while the gate is open, by
-`render_window` on windows of up to `window.frames` frames; otherwise by `render_idle`. Both get their poses from
-the same `IdleMotion`, so the head and eyes do not jump at a transition. Renderers run in a worker thread.
+Every frame is drawn exactly once and handed out in index order, by the renderer's `RenderSession` for this
+stream (opened at `start()`, closed at `aclose()`): while the gate is open, by `render_window` on windows of up to
+`window.frames` frames (the first window of an utterance has `window.first_window_frames`, so the face moves early;
+the last is marked `ends_speech`); otherwise by `render_idle`. Both get their poses from the same `IdleMotion`, so
+the head and eyes do not jump at a transition. The session runs in a worker thread; an interruption resets it.
 
 Bounds: the output queue holds `max_queued_frames`; frames are not rendered more than `max_render_ahead` seconds
 ahead of the clock; and when more than `max_queued_audio` seconds of audio wait to be drawn (the renderer cannot
@@ -19,9 +21,10 @@ the only gaps in the frame indices, counted in `stats.frames_skipped`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic
 
@@ -30,7 +33,8 @@ import numpy as np
 from streaming.clock import Clock, MonotonicClock
 from streaming.frames import SAMPLE_RATE, AudioChunk, AudioWindow, FloatAudio, IdlePose, RgbImage, VideoFrame
 from streaming.idle import IdleMotion
-from streaming.renderer import AvatarT, Renderer, WindowShape, WindowSpec
+from streaming.latency_budget import LatencyBudget
+from streaming.renderer import AvatarT, Renderer, RenderSession, WindowSpec
 from streaming.vad import SpeechClassifier, VadDecision, VadGate
 from streaming.windowing import WindowCutter, frame_start_sample, frames_starting_before
 
@@ -127,7 +131,7 @@ class AvatarStream(Generic[AvatarT]):
         self.settings = settings if settings is not None else StreamSettings()
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.fps = self.settings.fps if self.settings.fps is not None else renderer.fps
-        self.window_spec: WindowShape = self.settings.window if self.settings.window is not None else renderer.window
+        self.window_spec: WindowSpec = self.settings.window if self.settings.window is not None else renderer.window
         self.stats = StreamStats()
         self._renderer = renderer
         self._avatar = avatar
@@ -156,6 +160,10 @@ class AvatarStream(Generic[AvatarT]):
         self._finished = False
         self._error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
+        self._session: RenderSession | None = None
+        self._in_flight: asyncio.Future[list[RgbImage]] | None = None  # the render running in a worker thread
+        self._last_yielded: VideoFrame | None = None
+        self._speaking = False  # whether the last frame planned was drawn as speech
 
     @property
     def origin(self) -> float:
@@ -167,13 +175,22 @@ class AvatarStream(Generic[AvatarT]):
     @property
     def pipeline_delay(self) -> float:
         """Worst case, in seconds, from a moment of audio coming round on the clock to every input for its frame
-        being available to the renderer: the jitter allowance, then the longest of filling a window and its
-        look-ahead, holding a speech onset, and deciding an idle frame. Excludes render and transport time."""
+        being available to the renderer. Excludes render and transport time (see `latency_budget`)."""
+        return self.latency_budget(render=0.0, encode=0.0).input_delay
+
+    def latency_budget(self, render: float, encode: float) -> LatencyBudget:
+        """The playout delay this stream needs, given the time to render a window and to encode a frame. The gate
+        part is the longest of holding a speech onset and deciding an idle frame."""
         vad_frame = self.settings.vad_frame_ms / 1000
         onset_hold = max(1, math.ceil(self.settings.speech_start_ms / self.settings.vad_frame_ms)) * vad_frame
-        window_fill = self.window_spec.frames / self.fps + self.window_spec.lookahead
-        idle_decision = 1 / self.fps + vad_frame
-        return self.settings.jitter_allowance + max(window_fill, onset_hold + vad_frame, idle_decision)
+        return LatencyBudget(
+            jitter=self.settings.jitter_allowance,
+            gate=max(onset_hold + vad_frame, 1 / self.fps + vad_frame),
+            window=self.window_spec.frames / self.fps,
+            lookahead=self.window_spec.lookahead,
+            render=render,
+            encode=encode,
+        )
 
     @property
     def queued_audio(self) -> float:
@@ -189,6 +206,7 @@ class AvatarStream(Generic[AvatarT]):
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("the stream was already started")
+        self._session = self._renderer.open_session(self._avatar)
         self._origin = self.clock.now()
         self._task = asyncio.create_task(self._run(), name="avatar-stream")
 
@@ -226,6 +244,10 @@ class AvatarStream(Generic[AvatarT]):
         self.stats.frames_discarded += len(self._output)
         self._output.clear()
         resume = self._next_yield
+        self._speaking = False
+        if self._session is not None:
+            shown = self._last_yielded.image if self._last_yielded is not None else None
+            self._session.reset(resume, shown)
         self._cutter.restart(resume)
         resume_sample = frame_start_sample(resume, self.fps)
         self._vad.reset(start_time=resume_sample / SAMPLE_RATE)
@@ -237,10 +259,18 @@ class AvatarStream(Generic[AvatarT]):
         self._wake.set()
 
     async def aclose(self) -> None:
-        """Stop the worker and wait for it; iteration ends."""
+        """Stop the worker, wait for it and for a render it left running, and close the render session; iteration
+        ends."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._session is not None:
+            if self._in_flight is not None and not self._in_flight.done():
+                # A worker thread cannot be cancelled: cut its render short, then let it finish before closing.
+                self._session.reset(self._next_yield, None)
+                await asyncio.gather(self._in_flight, return_exceptions=True)
+            self._session.close()
+            self._session = None
         self._finished = True
         self._frame_ready.set()
 
@@ -254,6 +284,7 @@ class AvatarStream(Generic[AvatarT]):
             if self._output:
                 frame = self._output.popleft()
                 self._next_yield = frame.index + 1
+                self._last_yielded = frame
                 self._wake.set()
                 return frame
             if self._error is not None:
@@ -293,11 +324,18 @@ class AvatarStream(Generic[AvatarT]):
         if not self._is_decided(frame_end):
             return self._wait_for_audio(frame_end)
         speaking = self._is_speech(first)
-        batch = self.window_spec.frames if speaking else self.settings.max_idle_batch
+        if not speaking:
+            batch = self.settings.max_idle_batch
+        elif self._speaking:
+            batch = self.window_spec.frames
+        else:
+            batch = self.window_spec.first_window_frames
         count = 1
+        ends_speech = False
         while count < batch:
             index = first + count
             if self._input_ended and frame_start_sample(index, self.fps) >= end:
+                ends_speech = True
                 break
             index_end = frame_start_sample(index + 1, self.fps)
             if not self._is_decided(index_end):
@@ -306,15 +344,19 @@ class AvatarStream(Generic[AvatarT]):
                     return self._wait_for_audio(index_end)
                 break
             if self._is_speech(index) != speaking:
+                ends_speech = True
                 break
             count += 1
+        if speaking and count == batch:
+            ends_speech = self._ends_speech_after(first + count)
         if speaking and not cutter.can_cut(count):
             return self._wait_for_audio(cutter.audio_needed(count))
         earliest = self.origin + first / self.fps - self.settings.max_render_ahead
         if self.clock.now() < earliest:
             return _Wait(earliest)
+        self._speaking = speaking
         if speaking:
-            window = cutter.cut(count)
+            window = cutter.cut(count, ends_speech=ends_speech)
             job = _RenderJob(first_frame=first, poses=window.poses, window=window)
         else:
             job = _RenderJob(first_frame=first, poses=tuple(map(self._pose, range(first, first + count))), window=None)
@@ -324,11 +366,16 @@ class AvatarStream(Generic[AvatarT]):
 
     async def _render(self, job: _RenderJob) -> None:
         generation = self._generation
-        images: list[RgbImage]
+        session = self._session
+        assert session is not None
+        draw: Callable[[], list[RgbImage]]
         if job.window is not None:
-            images = await asyncio.to_thread(self._renderer.render_window, self._avatar, job.window)
+            draw = functools.partial(session.render_window, job.window)
         else:
-            images = await asyncio.to_thread(self._renderer.render_idle, self._avatar, job.poses)
+            draw = functools.partial(session.render_idle, job.first_frame, job.poses)
+        # Shielded, so that `aclose()` can wait for a render whose thread outlives the worker's cancellation.
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(draw))
+        images = await asyncio.shield(self._in_flight)
         if generation != self._generation:
             self.stats.frames_discarded += len(images)
             return
@@ -424,6 +471,12 @@ class AvatarStream(Generic[AvatarT]):
 
     def _is_decided(self, sample: int) -> bool:
         return self._decided >= sample or (self._input_ended and self._decided >= self._cutter.timeline.end)
+
+    def _ends_speech_after(self, frame_index: int) -> bool:
+        """Whether frame `frame_index`, right after a full speech window, is known to be idle or past the end."""
+        if self._input_ended and frame_start_sample(frame_index, self.fps) >= self._cutter.timeline.end:
+            return True
+        return self._is_decided(frame_start_sample(frame_index + 1, self.fps)) and not self._is_speech(frame_index)
 
     def _is_speech(self, frame_index: int) -> bool:
         """Whether the gate is open anywhere within the frame."""

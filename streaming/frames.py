@@ -51,7 +51,8 @@ class AudioWindow:
 
     `samples` start at media time `start_time`. They cover `context_frames` frames before `first_frame`
     (already shown; given for continuity), the frames to draw, and `lookahead` seconds after the last one.
-    Frame `k` depicts the audio from `k / fps` to `(k + 1) / fps`.
+    Frame `k` depicts the audio from `k / fps` to `(k + 1) / fps`. `ends_speech` marks the last window of an
+    utterance: the frames after it are idle, so a renderer can bring the face back to its idle pose.
     """
 
     samples: FloatAudio
@@ -62,6 +63,7 @@ class AudioWindow:
     context_frames: int
     lookahead: float
     poses: tuple[IdlePose, ...]
+    ends_speech: bool = False
 
     def frame_time(self, frame_index: int) -> float:
         return frame_index / self.fps

@@ -1,48 +1,106 @@
-"""The `Renderer` interface every talking-head back end satisfies, structurally.
+"""The `Renderer` interface every talking-head back end satisfies, structurally, and the per-session state it opens.
 
-A renderer turns a portrait into an avatar state once, then draws frames for windows of audio (while someone
-speaks) and for idle poses (while nobody does). It is called from a worker thread, never on the event loop, and
-holds no per-session timing state: the stream owns the clock and the frame indices.
+A renderer turns a portrait into an avatar once (`prepare_avatar`; avatars are immutable and shared by every
+session that shows the same portrait), then opens one `RenderSession` per live session (`open_session`). The
+session is where a renderer keeps what it has already drawn, so the next window can continue it: EchoMimic keeps
+the latents of the frames on screen and a rolling audio history; `lite` keeps nothing.
 
-The EchoMimic renderer lives in `echomimic/`, which never imports this package; it matches this protocol by shape.
+The stream owns the clock and the frame indices and calls a session from one worker thread at a time, never on
+the event loop. `reset` is the exception: the stream calls it from the event loop on an interruption, possibly
+while a render is running in the worker, so it must be thread-safe, and a render it overtakes may stop early (at
+its next step boundary) and return fewer frames; the stream throws those away.
+
+`echomimic/` implements this protocol and imports it (and `streaming.frames`) but nothing else of `streaming`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from streaming.frames import AudioWindow, IdlePose, RgbImage
 
 AvatarT = TypeVar("AvatarT")
+AvatarT_contra = TypeVar("AvatarT_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
     """How a renderer wants its audio cut: `frames` new frames per window, `context` frames of overlap before them,
-    and `lookahead` seconds of audio after them."""
+    and `lookahead` seconds of audio after them. `onset_frames` (default `frames`) is the size of the first window
+    after a speech onset: short, so the face starts moving before a whole window of voice has arrived."""
 
     frames: int
     context: int
     lookahead: float
+    onset_frames: int | None = None
 
-
-class WindowShape(Protocol):
-    """What the stream reads of a renderer's window; `WindowSpec` is one, and other packages may bring their own."""
-
-    @property
-    def frames(self) -> int: ...
-
-    @property
-    def context(self) -> int: ...
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.context < 0 or self.lookahead < 0:
+            raise ValueError(f"a window needs frames >= 1, context >= 0 and lookahead >= 0, got {self}")
+        if self.onset_frames is not None and not 1 <= self.onset_frames <= self.frames:
+            raise ValueError(f"onset_frames must be between 1 and frames ({self.frames}), got {self.onset_frames}")
 
     @property
-    def lookahead(self) -> float: ...
+    def first_window_frames(self) -> int:
+        """Frames in the first window of an utterance."""
+        return self.onset_frames if self.onset_frames is not None else self.frames
+
+
+class RenderSession(Protocol):
+    """One live session's drawing state. Frames are asked for in index order, each exactly once, except after
+    `reset`, which rewinds to the frame the viewer is due next."""
+
+    def render_window(self, window: AudioWindow) -> list[RgbImage]:
+        """Return exactly `window.frame_count` frames, one per pose in `window.poses` (fewer only when a `reset`
+        overtook the call)."""
+        ...
+
+    def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
+        """Return one closed-mouth frame per pose, for frames `first_frame`, `first_frame + 1`, ..."""
+        ...
+
+    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
+        """An interruption: everything drawn from `resume_frame` on is void, and `last_shown` (frame
+        `resume_frame - 1`, if any was shown) is what the viewer sees now. Thread-safe; returns at once."""
+        ...
+
+    def close(self) -> None:
+        """Release what the session holds. It is not used again."""
+        ...
+
+
+class AvatarDrawer(Protocol[AvatarT_contra]):
+    """A renderer whose frames depend on nothing but the avatar and the request, so it needs no session state."""
+
+    def render_window(self, avatar: AvatarT_contra, window: AudioWindow) -> list[RgbImage]: ...
+
+    def render_idle(self, avatar: AvatarT_contra, poses: Sequence[IdlePose]) -> list[RgbImage]: ...
+
+
+class StatelessSession(Generic[AvatarT]):
+    """The `RenderSession` of an `AvatarDrawer`: every call goes straight to the drawer with the avatar."""
+
+    def __init__(self, drawer: AvatarDrawer[AvatarT], avatar: AvatarT) -> None:
+        self._drawer = drawer
+        self._avatar = avatar
+
+    def render_window(self, window: AudioWindow) -> list[RgbImage]:
+        return self._drawer.render_window(self._avatar, window)
+
+    def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
+        return self._drawer.render_idle(self._avatar, poses)
+
+    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
+        """Nothing to forget."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class Renderer(Protocol[AvatarT]):
-    """Draws an avatar's frames from audio windows and idle poses."""
+    """Prepares portraits and opens drawing sessions on them."""
 
     name: str
     fps: float
@@ -50,17 +108,13 @@ class Renderer(Protocol[AvatarT]):
     """(width, height) of every frame it returns."""
 
     @property
-    def window(self) -> WindowShape: ...
+    def window(self) -> WindowSpec: ...
 
     def prepare_avatar(self, portrait: RgbImage) -> AvatarT:
         """Analyse a portrait (H x W x 3 RGB) once. Raises `ValueError` with a user-facing message when the
         portrait has no usable face."""
         ...
 
-    def render_window(self, avatar: AvatarT, window: AudioWindow) -> list[RgbImage]:
-        """Return exactly `window.frame_count` frames, one per pose in `window.poses`."""
-        ...
-
-    def render_idle(self, avatar: AvatarT, poses: Sequence[IdlePose]) -> list[RgbImage]:
-        """Return one closed-mouth frame per pose."""
+    def open_session(self, avatar: AvatarT) -> RenderSession:
+        """Start drawing one live session of `avatar`."""
         ...

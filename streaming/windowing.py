@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from streaming.frames import SAMPLE_RATE, AudioWindow, FloatAudio, IdlePose
-from streaming.renderer import WindowShape
+from streaming.renderer import WindowSpec
 
 
 def frame_start_sample(frame_index: int, fps: float) -> int:
@@ -102,9 +102,7 @@ class WindowCutter:
     decides window sizes itself (a speech gate) uses `can_cut`, `cut` and `skip` instead.
     """
 
-    def __init__(self, spec: WindowShape, fps: float, pose_at: Callable[[int], IdlePose]) -> None:
-        if spec.frames < 1 or spec.context < 0 or spec.lookahead < 0:
-            raise ValueError(f"a window needs frames >= 1, context >= 0 and lookahead >= 0, got {spec}")
+    def __init__(self, spec: WindowSpec, fps: float, pose_at: Callable[[int], IdlePose]) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.spec = spec
@@ -127,7 +125,7 @@ class WindowCutter:
     def can_cut(self, frame_count: int) -> bool:
         return self._ended or self.timeline.end >= self.audio_needed(frame_count)
 
-    def cut(self, frame_count: int) -> AudioWindow:
+    def cut(self, frame_count: int, *, ends_speech: bool = False) -> AudioWindow:
         """The window for the next `frame_count` frames; they count as drawn."""
         if frame_count < 1:
             raise ValueError(f"a window needs at least one frame, got {frame_count}")
@@ -142,6 +140,7 @@ class WindowCutter:
             context_frames=self.spec.context,
             lookahead=self.spec.lookahead,
             poses=tuple(self._pose_at(index) for index in range(first, first + frame_count)),
+            ends_speech=ends_speech,
         )
         self.skip(frame_count)
         return window

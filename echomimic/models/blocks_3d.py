@@ -19,6 +19,7 @@ from torch import nn
 
 from echomimic.models.motion_module import MotionModule
 from echomimic.models.reference_attention import ReferenceReaderTransformer
+from echomimic.models.reference_banks import Bank
 from echomimic.models.unet_layout import Skips, downsampler, up_resnet_in_channels, upsampler
 
 
@@ -75,7 +76,7 @@ def _attention_and_motion(
     index: int,
     hidden_states: torch.Tensor,
     cond: FrameConditioning,
-    banks: list[torch.Tensor],
+    banks: list[Bank],
 ) -> torch.Tensor:
     """Layer `index`'s reader transformer and motion module (each when the block has them), after its resnet."""
     if attentions is not None:
@@ -109,7 +110,7 @@ class DownBlock3D(nn.Module):
         self.downsamplers = downsampler(out_channels, downsample_padding) if add_downsample else None
 
     def forward(
-        self, hidden_states: torch.Tensor, cond: FrameConditioning, banks: list[torch.Tensor]
+        self, hidden_states: torch.Tensor, cond: FrameConditioning, banks: list[Bank]
     ) -> tuple[torch.Tensor, Skips]:
         """hidden_states [(B F), C_in, h, w], one bank per transformer -> (hidden [(B F), C, h', w'], skip states)."""
         skips: Skips = ()
@@ -133,7 +134,7 @@ class MidBlock3DCrossAttn(nn.Module):
         self.resnets = nn.ModuleList(layers.resnet(channels, channels) for _ in range(2))
         self.motion_modules = layers.motion_modules(channels, 1, use_motion_module)
 
-    def forward(self, hidden_states: torch.Tensor, cond: FrameConditioning, banks: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, cond: FrameConditioning, banks: list[Bank]) -> torch.Tensor:
         """hidden_states [(B F), C, h, w], one bank per transformer -> [(B F), C, h, w]."""
         hidden_states = self.resnets[0](hidden_states, cond.temb)
         for i, resnet in enumerate(self.resnets[1:]):
@@ -170,7 +171,7 @@ class UpBlock3D(nn.Module):
         hidden_states: torch.Tensor,
         skips: Skips,
         cond: FrameConditioning,
-        banks: list[torch.Tensor],
+        banks: list[Bank],
         upsample_size: tuple[int, int] | None,
     ) -> torch.Tensor:
         """hidden_states [(B F), C_prev, h, w], skips (last used first), one bank per transformer

@@ -9,9 +9,22 @@ Here the banks travel as an explicit value between the two models instead of bei
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+
+@dataclass(frozen=True)
+class ProjectedBank:
+    """A bank already through its reader block's key and value projections, each [B, h*w, C]: the projections
+    are linear and bias-free, so projecting the bank once per portrait gives what every denoising call would."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+
+Bank = torch.Tensor | ProjectedBank
+"""What a reader block attends to besides its own tokens."""
 
 
 @dataclass(frozen=True)
@@ -19,17 +32,55 @@ class ReferenceBanks:
     """One bank per transformer block, keyed by the block's module name (identical in both UNets).
 
     `tensors[name]` is [B, h*w, C]. Insertion order is the official reader pairing order (see `BankLayout`).
+    `projected` optionally holds the same banks through the reader's key and value projections
+    (`EchoUNet3DConditionModel.project_banks`); readers use those where present.
     """
 
     tensors: dict[str, torch.Tensor]
+    projected: dict[str, ProjectedBank] = field(default_factory=dict)
 
     def rounded_to_fp16(self) -> ReferenceBanks:
-        """Banks rounded through float16 and back, as the official reader stores them whatever the model dtype."""
+        """Banks rounded through float16 and back, as the official reader stores them whatever the model dtype.
+        Projections of the unrounded banks are dropped."""
         return ReferenceBanks({name: bank.to(torch.float16).to(bank.dtype) for name, bank in self.tensors.items()})
+
+    @classmethod
+    def batch(cls, items: list[ReferenceBanks]) -> ReferenceBanks:
+        """The banks of several portraits as one batch, in order (every item must hold the same blocks)."""
+        first = items[0]
+        return cls(
+            {name: torch.cat([item.tensors[name] for item in items]) for name in first.tensors},
+            {
+                name: ProjectedBank(
+                    torch.cat([item.projected[name].key for item in items]),
+                    torch.cat([item.projected[name].value for item in items]),
+                )
+                for name in first.projected
+            },
+        )
+
+    def select(self, indices: torch.Tensor) -> ReferenceBanks:
+        """The batch items at `indices` (a 1-D index tensor)."""
+        return ReferenceBanks(
+            {name: bank.index_select(0, indices.to(bank.device)) for name, bank in self.tensors.items()},
+            {
+                name: ProjectedBank(
+                    bank.key.index_select(0, indices.to(bank.key.device)),
+                    bank.value.index_select(0, indices.to(bank.value.device)),
+                )
+                for name, bank in self.projected.items()
+            },
+        )
 
     def repeat_for_cfg(self) -> ReferenceBanks:
         """Banks for a classifier-free-guidance batch [uncond; cond]: the batch repeated twice."""
-        return ReferenceBanks({name: torch.cat([bank, bank]) for name, bank in self.tensors.items()})
+        return ReferenceBanks(
+            {name: torch.cat([bank, bank]) for name, bank in self.tensors.items()},
+            {
+                name: ProjectedBank(torch.cat([bank.key, bank.key]), torch.cat([bank.value, bank.value]))
+                for name, bank in self.projected.items()
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +110,7 @@ class BankLayout:
         """The banked blocks inside `top_level_block`; none for a block without attention."""
         return self.by_top_level_block.get(top_level_block, [])
 
-    def banks_in(self, top_level_block: str, banks: ReferenceBanks) -> list[torch.Tensor]:
-        """The banks `top_level_block`'s transformers read, in the order its forward consumes them."""
-        return [banks.tensors[name] for name in self.blocks_in(top_level_block)]
+    def banks_in(self, top_level_block: str, banks: ReferenceBanks) -> list[Bank]:
+        """The banks `top_level_block`'s transformers read, in the order its forward consumes them (projected
+        where the projection is there)."""
+        return [banks.projected.get(name, banks.tensors[name]) for name in self.blocks_in(top_level_block)]

@@ -149,6 +149,14 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         """The reader blocks in the official pairing order (see `BankLayout`)."""
         return self.bank_layout.order
 
+    def project_banks(self, banks: ReferenceBanks) -> ReferenceBanks:
+        """`banks` with every reader block's key and value projections of its bank added, computed once here so
+        that no denoising call repeats them."""
+        readers = {name: module for name, module in self.named_modules() if isinstance(module, ReferenceReaderBlock)}
+        with torch.no_grad():
+            projected = {name: readers[name].project_bank(bank.to(self.dtype)) for name, bank in banks.tensors.items()}
+        return ReferenceBanks(banks.tensors, projected)
+
     @classmethod
     def from_base_config(
         cls, base_unet_config: dict[str, Any], unet_additional_kwargs: dict[str, Any]

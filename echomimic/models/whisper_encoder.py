@@ -109,13 +109,19 @@ class WhisperAudioEncoder(ModelMixin, ConfigMixin):  # type: ignore[misc]
         self.ln_post = Float32LayerNorm(n_audio_state)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        expected = (self.config["n_mels"], 2 * self.config["n_audio_ctx"])
-        if mel.ndim != 3 or tuple(mel.shape[1:]) != expected:
-            raise ValueError(f"log-mel input must be [batch, {expected[0]}, {expected[1]}]; got {tuple(mel.shape)}")
+        """mel [B, n_mels, 2·n] → [B, n, layers + 1, state] for any n up to `n_audio_ctx`. The official encoder only
+        ever sees n = n_audio_ctx (30 s, zero-padded); a shorter input, as the live renderer's rolling features
+        give, takes the first n rows of the position table."""
+        n_mels, longest = self.config["n_mels"], 2 * self.config["n_audio_ctx"]
+        if mel.ndim != 3 or mel.shape[1] != n_mels or not 0 < mel.shape[2] <= longest or mel.shape[2] % 2:
+            raise ValueError(
+                f"log-mel input must be [batch, {n_mels}, frames] with an even number of frames up to {longest}; "
+                f"got {tuple(mel.shape)}"
+            )
         x = mel.to(self.conv1.weight.dtype)
-        x = F.gelu(self.conv1(x))  # [b, state, 2·ctx]
-        x = F.gelu(self.conv2(x))  # [b, state, ctx]
-        x = x.transpose(1, 2) + self.positional_embedding  # [b, ctx, state]
+        x = F.gelu(self.conv1(x))  # [b, state, 2·n]
+        x = F.gelu(self.conv2(x))  # [b, state, n]
+        x = x.transpose(1, 2) + self.positional_embedding[: x.shape[2]]  # [b, n, state]
         states = [x]
         for block in self.blocks:
             x = block(x)

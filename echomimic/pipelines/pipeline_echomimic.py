@@ -148,6 +148,28 @@ class EchoMimicPipeline(DiffusionPipeline):
         return latents * VAE_LATENT_SCALE
 
     @torch.no_grad()
+    def encode_frames(self, images: npt.NDArray[np.uint8]) -> torch.Tensor:
+        """[N, H, W, 3] uint8 RGB → [N, 4, H/8, W/8] latent means · 0.18215, in the working dtype, in one batch."""
+        pixels = torch.from_numpy(np.ascontiguousarray(images)).to(self.vae.device).permute(0, 3, 1, 2)
+        pixels = (pixels.float() / 255.0 * 2.0 - 1.0).to(self.vae.dtype)  # [N, 3, H, W] in [-1, 1]
+        latents: torch.Tensor = self.vae.encode(pixels).latent_dist.mean
+        return (latents * VAE_LATENT_SCALE).to(self.working_dtype)
+
+    @torch.no_grad()
+    def decode_to_uint8(self, latents: torch.Tensor, batch_size: int = 8) -> npt.NDArray[np.uint8]:
+        """[1, 4, F, h, w] → [F, H, W, 3] uint8 RGB, decoded `batch_size` frames at a time and converted on the
+        device, with one transfer to the host at the end (no synchronisation per frame)."""
+        flat = (latents[0] / VAE_LATENT_SCALE).transpose(0, 1).to(self.vae.dtype)  # [F, 4, h, w]
+        pictures = [
+            ((self.vae.decode(flat[start : start + batch_size]).sample.float() / 2 + 0.5).clamp(0, 1) * 255)
+            .round()
+            .to(torch.uint8)
+            .permute(0, 2, 3, 1)  # [b, H, W, 3]
+            for start in range(0, flat.shape[0], batch_size)
+        ]
+        return torch.cat(pictures).cpu().numpy()
+
+    @torch.no_grad()
     def prepare_reference(
         self, image: npt.NDArray[np.uint8], face_mask: npt.NDArray[np.float32] | torch.Tensor
     ) -> ReferenceConditioning:

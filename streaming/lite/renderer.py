@@ -20,7 +20,7 @@ from streaming.lite.mouth_driver import CLOSED, MouthDriver, MouthShape
 from streaming.lite.mouth_interior import MouthPalette, paint_interior
 from streaming.lite.mouth_warp import MouthRig
 from streaming.lite.portrait_crop import crop_around_face
-from streaming.renderer import WindowSpec
+from streaming.renderer import RenderSession, StatelessSession, WindowSpec
 
 _MIN_PORTRAIT_SIDE = 64
 _STILL = 0.005
@@ -45,7 +45,8 @@ class LiteAvatar:
 
 
 class LiteRenderer:
-    """Satisfies `streaming.renderer.Renderer[LiteAvatar]`."""
+    """Satisfies `streaming.renderer.Renderer[LiteAvatar]`. Each frame depends only on its window or pose, so a
+    session keeps no state of its own."""
 
     name = "lite"
 
@@ -78,6 +79,9 @@ class LiteRenderer:
             ),
             head=HeadRig.build(layout, self.frame_size, crop.margin),
         )
+
+    def open_session(self, avatar: LiteAvatar) -> RenderSession:
+        return StatelessSession(self, avatar)
 
     def render_window(self, avatar: LiteAvatar, window: AudioWindow) -> list[RgbImage]:
         if len(window.poses) != window.frame_count:

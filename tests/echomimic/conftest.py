@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,6 @@ from echomimic.models import EchoUNet3DConditionModel, ReferenceUNet2DConditionM
 from echomimic.models.checkpoint_loading import load_denoising_unet_state, load_strict
 from echomimic.models.unet_3d_denoising import FIXED_OFFICIAL_OPTIONS
 from echomimic.pipelines.pipeline_echomimic import EchoMimicPipeline, EchoMimicPipelineOutput
-
-CONFORMANCE_DIR_ENV = "ECHOMIMIC_CONFORMANCE_DIR"
-DEFAULT_CONFORMANCE_DIR = Path(__file__).parents[3] / "shared/conformance/echomimic_v1"
-
-
-@pytest.fixture(scope="session")
-def conformance_dir() -> Path:
-    """The EchoMimic v1 conformance folder: `shared/` beside the checkout, or `$ECHOMIMIC_CONFORMANCE_DIR`."""
-    directory = Path(os.environ.get(CONFORMANCE_DIR_ENV, DEFAULT_CONFORMANCE_DIR))
-    if not (directory / "README.md").is_file():
-        pytest.skip(f"EchoMimic conformance data not found at {directory}; set {CONFORMANCE_DIR_ENV} to its folder")
-    return directory
 
 
 def tiny_tensors(conformance_dir: Path, relative_path: str) -> dict[str, torch.Tensor]:

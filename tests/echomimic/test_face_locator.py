@@ -44,9 +44,12 @@ def test_frames_and_batch_items_are_encoded_independently(tiny_locator: FaceLoca
         together = tiny_locator(masks)  # [2, 32, 3, 4, 6]
         one_by_one = [tiny_locator(masks[b : b + 1, :, f : f + 1]) for b in range(2) for f in range(3)]
     assert together.shape == (2, 32, 3, 4, 6)
+    # Batched and single convolutions take different kernels (and thread splits), which round differently: about
+    # 1e-6 here. Mixing frames or batch items would move values by their own size, some 1e5 times more.
+    tolerance = 1e-5 * float(together.abs().max())
     for index, single in enumerate(one_by_one):
         b, f = divmod(index, 3)
-        torch.testing.assert_close(together[b : b + 1, :, f : f + 1], single, atol=1e-6, rtol=0)
+        torch.testing.assert_close(together[b : b + 1, :, f : f + 1], single, atol=tolerance, rtol=0)
 
 
 def test_rejects_a_mask_without_a_frame_axis(tiny_locator: FaceLocator) -> None:

@@ -85,9 +85,19 @@ def test_computed_position_table_matches_the_checkpoint_buffer(official_checkpoi
     torch.testing.assert_close(sinusoid_table(1500, 384), stored, atol=5e-5, rtol=0)
 
 
-def test_rejects_a_mel_of_the_wrong_length(encoder: WhisperAudioEncoder) -> None:
-    with pytest.raises(ValueError, match=r"\[batch, 80, 3000\]"):
-        encoder(torch.zeros(1, 80, 200))
+@pytest.mark.parametrize("shape", [(1, 80, 3002), (1, 80, 201), (1, 40, 200), (80, 200)])
+def test_rejects_a_mel_of_the_wrong_shape(encoder: WhisperAudioEncoder, shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"\[batch, 80, frames\] with an even number of frames up to 3000"):
+        encoder(torch.zeros(shape))
+
+
+def test_a_shorter_mel_is_encoded_from_the_first_positions(encoder: WhisperAudioEncoder) -> None:
+    mel = torch.randn(1, 80, 200)
+    short = encoder(mel)
+    assert short.shape == (1, 100, 5, 384)
+    with torch.no_grad():
+        embedded = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).transpose(1, 2)  # [1, 100, 384]
+    torch.testing.assert_close(short[:, :, 0], embedded + encoder.positional_embedding[:100])
 
 
 def test_full_size_layout_matches_the_official_checkpoint(conformance_dir: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from streaming.frames import SAMPLE_RATE, AudioWindow, IdlePose, RgbImage
 from streaming.lite.face_layout import detect_face
-from streaming.renderer import WindowSpec
+from streaming.renderer import RenderSession, StatelessSession, WindowSpec
 
 FRAME_SIZE = (160, 160)
 MOUTH_ROWS = slice(96, 144)
@@ -41,6 +41,9 @@ class LoudnessRenderer:
     def prepare_avatar(self, portrait: RgbImage) -> FakeAvatar:
         detect_face(portrait)
         return FakeAvatar(portrait.shape)
+
+    def open_session(self, avatar: FakeAvatar) -> RenderSession:
+        return StatelessSession(self, avatar)
 
     def render_window(self, avatar: FakeAvatar, window: AudioWindow) -> list[RgbImage]:
         frames = []

@@ -8,7 +8,9 @@ two real peer connections exchanging real RTP over 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
@@ -44,7 +46,12 @@ class LoopbackCall:
     speech: npt.NDArray[np.float32]
     video_codec: str | None = None
     """Offer only this video codec ("video/VP8", "video/H264"); None offers every codec aiortc has."""
+    read_mouth: Callable[[npt.NDArray[np.uint8]], float] | None = mouth_opening
+    """How open the mouth is in a received frame (`ReceivedFrame.opening`); None: not measured (nan)."""
+    keep_images: bool = False
+    """Keep every decoded frame in `images` too (small frames only: they stay in memory)."""
     frames: list[ReceivedFrame] = field(default_factory=list)
+    images: list[npt.NDArray[np.uint8]] = field(default_factory=list)
     echo_frames: int = 0
     session_id: str | None = None
     viewer_id: str | None = None
@@ -111,9 +118,10 @@ class LoopbackCall:
                 assert isinstance(frame, av.VideoFrame)
                 image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
                 assert frame.pts is not None
-                self.frames.append(
-                    ReceivedFrame(time.monotonic(), frame.pts, frame.width, frame.height, mouth_opening(image))
-                )
+                if self.keep_images:
+                    self.images.append(image)
+                opening = self.read_mouth(image) if self.read_mouth is not None else math.nan
+                self.frames.append(ReceivedFrame(time.monotonic(), frame.pts, frame.width, frame.height, opening))
                 self._frame_arrived.set()
         except MediaStreamError:
             return

@@ -29,6 +29,8 @@ def fake_render_clip(
     waveform_16k: npt.NDArray[np.float32],
     fps: float,
     progress: ProgressCallback | None = None,
+    *,
+    size: int,
 ) -> npt.NDArray[np.uint8]:
     frame_count = int(np.ceil(len(waveform_16k) / 16_000 * fps))
     assert progress is not None
@@ -36,7 +38,7 @@ def fake_render_clip(
         for done in range(1, total + 1):
             progress(ProgressEvent(stage, done, total, f"{stage} {done}"))
     shades = np.linspace(0, 255, frame_count, dtype=np.uint8)
-    return np.broadcast_to(shades[:, None, None, None], (frame_count, FRAME_SIDE, FRAME_SIDE, 3)).copy()
+    return np.broadcast_to(shades[:, None, None, None], (frame_count, size, size, 3)).copy()
 
 
 @pytest.fixture
@@ -51,7 +53,9 @@ def test_echomimic_frames_and_audio_are_written_with_progress(
     monkeypatch.setattr(echomimic.offline, "render_clip", fake_render_clip)
     output = tmp_path / "out.mp4"
 
-    written = render_to_file(default_portrait_path(), one_second_of_tone, output, "echomimic", tmp_path, None)
+    written = render_to_file(
+        default_portrait_path(), one_second_of_tone, output, "echomimic", tmp_path, None, size=FRAME_SIDE
+    )
 
     assert written == ECHOMIMIC_FPS
     with av.open(str(output)) as container:

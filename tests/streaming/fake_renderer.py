@@ -17,7 +17,7 @@ import numpy as np
 
 from streaming.frames import AudioWindow, IdlePose, RgbImage
 from streaming.idle import IdleMotion
-from streaming.renderer import WindowSpec
+from streaming.renderer import RenderSession, StatelessSession, WindowSpec
 
 MOUTH_OPEN = 255
 
@@ -51,6 +51,21 @@ def decode(image: RgbImage) -> tuple[int, bool]:
     return red * 256 + green, blue == MOUTH_OPEN
 
 
+class FakeSession(StatelessSession[FakeAvatar]):
+    """Draws through the renderer and records how the stream drives it."""
+
+    def __init__(self, renderer: FakeRenderer, avatar: FakeAvatar) -> None:
+        super().__init__(renderer, avatar)
+        self.resets: list[tuple[int, RgbImage | None]] = []
+        self.closed = False
+
+    def reset(self, resume_frame: int, last_shown: RgbImage | None) -> None:
+        self.resets.append((resume_frame, last_shown))
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass
 class FakeRenderer:
     """Satisfies `streaming.renderer.Renderer`. `render_delay` slows every call; clearing `gate` blocks calls
@@ -63,6 +78,7 @@ class FakeRenderer:
     render_delay: float = 0.0
     idle_seed: int = 0
     calls: list[RenderCall] = field(default_factory=list)
+    sessions: list[FakeSession] = field(default_factory=list)
     gate: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -76,6 +92,11 @@ class FakeRenderer:
         if portrait.ndim != 3 or portrait.shape[2] != 3:
             raise ValueError("portrait must be an H x W x 3 RGB image")
         return FakeAvatar()
+
+    def open_session(self, avatar: FakeAvatar) -> RenderSession:
+        session = FakeSession(self, avatar)
+        self.sessions.append(session)
+        return session
 
     def render_window(self, avatar: FakeAvatar, window: AudioWindow) -> list[RgbImage]:
         self._record(RenderCall("window", window.first_frame, window.frame_count, window.poses, window))

@@ -9,7 +9,7 @@ import pytest
 
 from streaming.avatar_stream import AvatarStream, StreamSettings
 from streaming.clock import VirtualClock
-from streaming.frames import SAMPLE_RATE, AudioChunk, IdlePose, RgbImage
+from streaming.frames import SAMPLE_RATE, AudioChunk, AudioWindow, IdlePose, RgbImage
 from streaming.idle import IdleMotion
 from streaming.renderer import WindowSpec
 from streaming.windowing import frame_start_sample
@@ -49,6 +49,29 @@ async def test_every_frame_is_drawn_once_in_order_across_speech_and_idle_transit
     idle = [call for call in harness.renderer.calls if call.kind == "idle"]
     assert sum(call.frame_count for call in idle) == len(total) - len(expected)
     assert harness.stream.stats.frames_skipped == 0
+
+
+async def test_an_utterance_opens_with_a_short_window_and_its_last_window_says_so() -> None:
+    renderer = FakeRenderer(window=WindowSpec(frames=4, context=2, lookahead=0.04, onset_frames=2))
+    async with StreamHarness(renderer=renderer) as harness:
+        for part in [silence(0.5), tone(1.0), silence(0.6), tone(0.5), silence(0.5)]:
+            await harness.play(part)
+        await harness.finish()
+
+    windows = [call.window for call in renderer.calls if call.window is not None]
+    utterances: list[list[AudioWindow]] = [[]]
+    for window in windows:
+        utterances[-1].append(window)
+        if window.ends_speech:
+            utterances.append([])
+    assert utterances.pop() == []
+    assert len(utterances) == 2
+    for utterance in utterances:
+        assert utterance[0].frame_count == 2
+        assert all(window.frame_count == 4 for window in utterance[1:-1])
+        assert [window.ends_speech for window in utterance] == [False] * (len(utterance) - 1) + [True]
+        ends = utterance[-1].first_frame + utterance[-1].frame_count
+        assert all(call.kind == "idle" for call in renderer.calls if call.first_frame == ends)
 
 
 async def test_windows_carry_the_audio_and_poses_of_their_frames() -> None:

@@ -27,6 +27,11 @@ async def test_interrupt_empties_every_queue_and_the_next_frames_are_idle_with_a
         assert harness.stream.stats.interrupts == 1
         await harness.clock.advance(2.0)
         after = [await harness.take() for _ in range(24)]
+    (session,) = harness.renderer.sessions
+    resume, shown = session.resets[0]  # (closing with a render in flight resets it once more)
+    assert resume == 20
+    assert shown is not None and decode(shown) == (19, taken[-1].speaking), "the session is told what is on screen"
+    assert session.closed
     assert [frame.index for frame in after] == list(range(20, 44))
     assert not any(frame.speaking for frame in after)
     assert all(decode(frame.image) == (frame.index, False) for frame in after)

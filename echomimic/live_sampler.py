@@ -1,0 +1,117 @@
+"""Denoising live windows, several sessions' at once, with frames pinned to latents already decided.
+
+The live renderer draws a talking head window by window. The frames before a window are already on screen, so
+the window is denoised together with them (its context) and those frames are pinned: at every step, before the
+UNet sees them, their latents are the shown clean latents brought to that step's noise level with the frame's own
+noise (`scheduler.add_noise`), and after the last step they are the shown latents exactly. The motion module then
+sees the real past at every step, and the first new frame continues the last shown one. The closing window of an
+utterance pins its last frames the same way to the idle portrait, so the face lands on the idle pose.
+
+With the trailing, zero-terminal-SNR schedule the first step is pure noise everywhere (ᾱ = 0 there), so the pins
+act from the second step on. DDIM with η = 0 on a pinned frame moves it along the same noise direction, so
+re-pinning at each step is consistent with the sampler, not a correction fighting it.
+
+Windows of the same length from several sessions run as one batch: each item brings its own portrait (latent,
+banks, face features), audio, noise and pins. An item whose `should_stop` turns true leaves the batch at the next
+step boundary; the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
+
+from echomimic.models.reference_banks import ReferenceBanks
+from echomimic.pipelines.pipeline_echomimic import (
+    INITIAL_NOISE_CLAMP,
+    EchoMimicPipeline,
+    ReferenceConditioning,
+    velocity_through_clean_estimate,
+)
+
+
+@dataclass(frozen=True)
+class PinnedFrames:
+    """Clean latents [1, 4, P, h, w] that frames `positions` of the window (P of them) must end on."""
+
+    positions: list[int]
+    latents: torch.Tensor
+
+
+@dataclass(frozen=True)
+class WindowInputs:
+    """One window to denoise: F frames of one portrait."""
+
+    reference: ReferenceConditioning
+    audio_features: torch.Tensor
+    """[F, 50, 384]"""
+    noise: torch.Tensor
+    """[1, 4, F, h, w] the raw Gaussian draw of the window's frames."""
+    pinned: PinnedFrames | None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@torch.no_grad()
+def denoise_windows(
+    pipeline: EchoMimicPipeline, windows: list[WindowInputs], num_inference_steps: int, guidance_scale: float
+) -> list[torch.Tensor | None]:
+    """Clean latents [1, 4, F, h, w] of each window (all of the same F), or None for one that was stopped."""
+    device, dtype = pipeline.device, pipeline.working_dtype
+    scheduler = pipeline.scheduler
+    guided = guidance_scale > 1.0
+    batch = len(windows)
+
+    # 1. Timesteps; the batch's conditioning, noise and pins, item by item along the batch axis.
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    alphas_cumprod = scheduler.alphas_cumprod.to(device)
+    noise = torch.cat([window.noise for window in windows]).to(device=device, dtype=dtype)  # [B, 4, F, h, w]
+    audio = torch.stack([window.audio_features for window in windows]).to(device=device, dtype=dtype)  # [B, F, ...]
+    face = torch.cat([window.reference.face_features for window in windows]).to(device=device, dtype=dtype)
+    banks = ReferenceBanks.batch([window.reference.banks for window in windows])
+    pinned_mask = torch.zeros(batch, 1, noise.shape[2], 1, 1, dtype=torch.bool, device=device)
+    pinned_latents = torch.zeros_like(noise)
+    for item, window in enumerate(windows):
+        if window.pinned is not None:
+            pinned_mask[item, :, window.pinned.positions] = True
+            pinned_latents[item, :, window.pinned.positions] = window.pinned.latents[0].to(device=device, dtype=dtype)
+
+    # 2. The clamped initial draw, then the loop; stopped items leave the batch between steps.
+    active = list(range(batch))
+    latents = noise.clamp(-INITIAL_NOISE_CLAMP, INITIAL_NOISE_CLAMP) * scheduler.init_noise_sigma
+    for timestep in scheduler.timesteps:
+        pins = scheduler.add_noise(pinned_latents, noise, timestep.reshape(1))
+        latents = torch.where(pinned_mask, pins, latents)
+        model_input = torch.cat([latents, latents]) if guided else latents
+        model_input = scheduler.scale_model_input(model_input, timestep)
+        velocity = pipeline.denoising_unet(
+            model_input,
+            timestep,
+            audio_features=torch.cat([torch.zeros_like(audio), audio]) if guided else audio,
+            face_features=torch.cat([torch.zeros_like(face), face]) if guided else face,
+            reference_banks=banks.repeat_for_cfg() if guided else banks,
+            uncond_first_half=guided,
+        )  # [B or 2B, 4, F, h, w]
+        velocity = velocity_through_clean_estimate(velocity, model_input, alphas_cumprod[timestep])
+        if guided:
+            unconditional, conditional = velocity.chunk(2)
+            velocity = unconditional + guidance_scale * (conditional - unconditional)
+        latents = cast(DDIMSchedulerOutput, scheduler.step(velocity, timestep, latents, eta=0.0)).prev_sample
+        keep = [position for position, item in enumerate(active) if not windows[item].should_stop()]
+        if len(keep) < len(active):
+            if not keep:
+                return [None] * batch
+            index = torch.tensor(keep, device=device)
+            latents, noise, audio, face = (tensor.index_select(0, index) for tensor in (latents, noise, audio, face))
+            pinned_mask, pinned_latents = pinned_mask.index_select(0, index), pinned_latents.index_select(0, index)
+            banks = banks.select(index)
+            active = [active[position] for position in keep]
+    latents = torch.where(pinned_mask, pinned_latents, latents)
+
+    results: list[torch.Tensor | None] = [None] * batch
+    for position, item in enumerate(active):
+        results[item] = latents[position : position + 1]
+    return results

@@ -1,0 +1,40 @@
+"""Recent window render times, shared by every session of a server: the render part of a new session's playout
+delay is their 95th percentile, so the delay follows what this machine and this load actually take."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+KEPT = 200
+"""Windows remembered: at a few windows a second, the last minute or so of load."""
+
+
+class RenderTimes:
+    def __init__(self, kept: int = KEPT) -> None:
+        self._seconds: deque[float] = deque(maxlen=kept)
+        self._lock = threading.Lock()  # written from render threads, read on the event loop
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds.append(seconds)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seconds)
+
+    def p95(self) -> float:
+        """The 95th percentile of the times kept; 0 before any window was rendered."""
+        with self._lock:
+            kept = list(self._seconds)
+        return percentile(kept, 0.95)
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The `share` quantile of `values` by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
