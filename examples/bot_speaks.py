@@ -49,7 +49,7 @@ def load_speech(wav: Path | None, text: str) -> npt.NDArray[np.int16]:
     else:
         raise SystemExit("give --wav FILE, or install espeak-ng to say --text")
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    with av.open(source) as container:
+    with av.open(source, mode="r") as container:
         frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
     frames += resampler.resample(None)
     return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype(np.int16)

@@ -27,23 +27,6 @@ function setState(state) {
   elements.rejoin.hidden = state !== "ended" && state !== "failed";
 }
 
-async function readJson(response) {
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new Error(body && body.error ? body.error.message : `the server answered ${response.status}`);
-  }
-  return body;
-}
-
-function iceGatheringComplete(peer) {
-  if (peer.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    peer.addEventListener("icegatheringstatechange", () => {
-      if (peer.iceGatheringState === "complete") resolve();
-    });
-  });
-}
-
 async function watch() {
   elements.message.hidden = true;
   setState("connecting");

@@ -35,7 +35,6 @@ from server.bot_protocol import (
     unpack_media,
 )
 from server.settings import ServerSettings
-from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 from tests.server.live_server import serve_in_thread
 from tests.server.loopback_call import LoopbackCall
@@ -50,16 +49,6 @@ OPEN = 0.03
 
 
 @pytest.fixture(scope="module")
-def renderer() -> LiteRenderer:
-    return LiteRenderer()
-
-
-@pytest.fixture(scope="module")
-def probe(renderer: LiteRenderer) -> MouthProbe:
-    return MouthProbe.around(renderer.prepare_avatar(load_portrait(default_portrait_path())))
-
-
-@pytest.fixture(scope="module")
 def phrase() -> npt.NDArray[np.int16]:
     """About three seconds of speech, PCM16 at 24 kHz, as a text-to-speech engine would hand it to a bot."""
     return np.round(np.clip(spoken(PHRASE, RATE), -1, 1) * 32767).astype(np.int16)
@@ -71,8 +60,8 @@ def bot_settings(directory: Path, **overrides: object) -> ServerSettings:
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory, renderer: LiteRenderer) -> Iterator[str]:
-    with serve_in_thread(create_app(bot_settings(tmp_path_factory.mktemp("bots")), renderer=renderer)) as url:
+def server_url(tmp_path_factory: pytest.TempPathFactory, lite_renderer: LiteRenderer) -> Iterator[str]:
+    with serve_in_thread(create_app(bot_settings(tmp_path_factory.mktemp("bots")), renderer=lite_renderer)) as url:
         yield url
 
 
@@ -124,7 +113,7 @@ class Reception:
 
 
 async def test_frames_mode_round_trip_paces_a_burst_and_sends_back_the_voice_with_its_frames(
-    server_url: str, phrase: npt.NDArray[np.int16], probe: MouthProbe
+    server_url: str, phrase: npt.NDArray[np.int16], mouth_probe: MouthProbe
 ) -> None:
     reception = Reception()
     async with connect_bot(ws_url(server_url), sample_rate=RATE) as bot:
@@ -167,7 +156,7 @@ async def test_frames_mode_round_trip_paces_a_burst_and_sends_back_the_voice_wit
         (type(event), event.pts) for event in reception.events() if isinstance(event, SpeechStarted | SpeechEnded)
     ]
     assert events == changes, "speech events mark the frames where the speaking flag changes"
-    openness = np.array([probe.openness(probe.crop(video.image())) for video in videos])
+    openness = np.array([mouth_probe.openness(mouth_probe.crop(video.image())) for video in videos])
     loudness = np.array([float(np.sqrt(np.mean(audio.samples().astype(np.float64) ** 2))) for audio in audios])
     assert openness[[video.speaking for video in videos]].max() > OPEN
     assert openness[: videos.index(speaking[0])].max() < OPEN, "the mouth rests before the voice"
@@ -321,9 +310,9 @@ async def test_the_client_raises_the_refusal(server_url: str) -> None:
 
 
 async def test_bots_and_callers_share_one_admission_pool(
-    tmp_path: Path, renderer: LiteRenderer, speech: npt.NDArray[np.float32]
+    tmp_path: Path, lite_renderer: LiteRenderer, speech: npt.NDArray[np.float32]
 ) -> None:
-    with serve_in_thread(create_app(bot_settings(tmp_path, max_sessions=1), renderer=renderer)) as url:
+    with serve_in_thread(create_app(bot_settings(tmp_path, max_sessions=1), renderer=lite_renderer)) as url:
         async with httpx2.AsyncClient(base_url=url) as http:
             async with connect_bot(ws_url(url), output="viewer"):
                 caller = LoopbackCall(http, speech)
@@ -385,9 +374,9 @@ def stats_with_drops(received: list[str | bytes]) -> list[Stats]:
 
 
 async def test_a_slow_reader_costs_dropped_frames_counted_and_reported_not_memory(
-    tmp_path: Path, renderer: LiteRenderer, phrase: npt.NDArray[np.int16]
+    tmp_path: Path, lite_renderer: LiteRenderer, phrase: npt.NDArray[np.int16]
 ) -> None:
-    with serve_in_thread(create_app(bot_settings(tmp_path), renderer=renderer), send_buffer=8192) as url:
+    with serve_in_thread(create_app(bot_settings(tmp_path), renderer=lite_renderer), send_buffer=8192) as url:
         sock = socket_module.socket()
         sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 8192)
         sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))

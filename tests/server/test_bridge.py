@@ -18,8 +18,6 @@ from bench.latency import REPO, free_port, make_speech, wait_until_healthy
 from bench.mouth_probe import MouthProbe
 from server.cli import main
 from server.speaking_track import MIC_RATE
-from streaming.lite.default_portrait import default_portrait_path, load_portrait
-from streaming.lite.renderer import LiteRenderer
 from tests.streaming.signals import write_wav
 
 FPS = 25.0
@@ -56,7 +54,11 @@ def phrases_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_bridge_writes_the_avatar_with_its_voice_in_sync_to_a_file(
-    server_process: str, phrases_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server_process: str,
+    phrases_wav: Path,
+    mouth_probe: MouthProbe,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     output = tmp_path / "call.mp4"
     exit_code = main(["bridge", "--server", server_process, "--mic", str(phrases_wav), "--sink", str(output)])
@@ -64,8 +66,7 @@ def test_the_bridge_writes_the_avatar_with_its_voice_in_sync_to_a_file(
     assert exit_code == 0, said
     assert "voice echoed by the server" in said and f"wrote {output}" in said
 
-    probe = MouthProbe.around(LiteRenderer().prepare_avatar(load_portrait(default_portrait_path())))
-    recorded = read_recording(output, probe)
+    recorded = read_recording(output, mouth_probe)
     duration = recorded.frame_times[-1] - recorded.frame_times[0]
     assert len(recorded.frame_times) > 0.8 * FPS * duration, "the video kept its rate"
     assert len(recorded.voice) / recorded.rate > duration - 0.5, "the voice runs the whole way"
