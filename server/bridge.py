@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import sys
 import threading
@@ -53,6 +54,7 @@ CAMERA_FPS = 25.0
 FILE_TAIL = 1.5
 """Seconds the bridge keeps running after a microphone file has been played, for the last frames."""
 VOICE_RATE = 48_000
+SYSTEM_ALSA_CONFIG = Path("/usr/share/alsa/alsa.conf")
 JITTER_MARGIN = 0.08
 """Seconds each received frame is held beyond the track's least latency, to absorb jitter."""
 ANCHOR_LEAK = 0.001
@@ -196,6 +198,7 @@ def _microphone(mic: str) -> tuple[MediaStreamTrack, float | None]:
     if path.is_file():
         speech = read_speech(path, MIC_RATE)
         return SpeakingTrack(speech), len(speech) / MIC_RATE
+    use_system_alsa_config()
     device_format, device = _capture_format(mic)
     try:
         player = MediaPlayer(device, format=device_format, options={"channels": "1", "sample_rate": str(MIC_RATE)})
@@ -204,6 +207,13 @@ def _microphone(mic: str) -> tuple[MediaStreamTrack, float | None]:
     if player.audio is None:
         raise BridgeError(f"{mic!r} has no audio to capture")
     return player.audio, None
+
+
+def use_system_alsa_config() -> None:
+    """PyAV's wheels bring their own ALSA library, which looks for its configuration where it was built and so
+    knows no device at all; point it at the system's, unless the user already chose one."""
+    if sys.platform.startswith("linux") and "ALSA_CONFIG_PATH" not in os.environ and SYSTEM_ALSA_CONFIG.is_file():
+        os.environ["ALSA_CONFIG_PATH"] = str(SYSTEM_ALSA_CONFIG)
 
 
 def _capture_format(mic: str) -> tuple[str, str]:
@@ -412,6 +422,7 @@ class Speaker:
     def __init__(self, device: str, clock_zero: float) -> None:
         if not sys.platform.startswith("linux"):
             raise BridgeError("--speaker plays through ALSA, which only Linux has; use --sink or a loopback device")
+        use_system_alsa_config()
         try:
             self._output = av.open(device, mode="w", format="alsa")
             self._stream = self._output.add_stream("pcm_s16le", rate=VOICE_RATE)

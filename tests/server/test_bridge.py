@@ -9,8 +9,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from bench.av_sync import lip_sync_offsets, read_recording
@@ -27,10 +29,11 @@ VIDEO_FIRST_LIMIT = 0.125
 """ITU-R BT.1359: sound may lead the picture by 45 ms or trail it by 125 ms before viewers notice."""
 
 
-@pytest.fixture
-def server_process(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server with its defaults (lite, bundled portrait, ICE on 127.0.0.1) in a process of its own, as a user
     runs it: the bridge and the server must not share one interpreter's lock, or each would delay the other."""
+    tmp_path = tmp_path_factory.mktemp("server")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
@@ -75,6 +78,36 @@ def test_the_bridge_writes_the_avatar_with_its_voice_in_sync_to_a_file(
     offset = float(np.median(offsets))
     print(f"lip sync from the file: {[round(1000 * value) for value in offsets]} ms, median {1000 * offset:+.0f} ms")
     assert -VIDEO_FIRST_LIMIT <= offset <= SOUND_FIRST_LIMIT, f"lips and voice {1000 * offset:+.0f} ms apart"
+
+
+class FakeCamera:
+    """pyvirtualcam's `Camera`, keeping what it is sent."""
+
+    frames: ClassVar[list[npt.NDArray[np.uint8]]] = []
+
+    def __init__(self, width: int, height: int, fps: float, *, device: str | None = None) -> None:
+        self.device = device or "/dev/video10"
+        FakeCamera.frames = []
+
+    def send(self, frame: npt.NDArray[np.uint8]) -> None:
+        FakeCamera.frames.append(frame)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_capture_device_to_the_camera_with_the_microphone_delayed_into_a_speaker(
+    server_process: str, phrases_wav: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ALSA's null devices stand in for a microphone and a loopback speaker (the system's ALSA configuration has
+    them); the camera is a fake with pyvirtualcam's interface."""
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", SimpleNamespace(Camera=FakeCamera))
+    arguments = ["--mic", "null", "--speaker", "null", "--voice-delay", "0.3", "--duration", "3"]
+    exit_code = main(["bridge", "--server", server_process, *arguments])
+    said = capsys.readouterr().err
+    assert exit_code == 0, said
+    assert "delayed 0.3 s" in said and "virtual camera /dev/video10" in said
+    assert len(FakeCamera.frames) > 25 and {frame.shape for frame in FakeCamera.frames} == {(512, 512, 3)}
 
 
 def test_without_the_vcam_extra_the_bridge_says_how_to_get_it(
