@@ -205,7 +205,7 @@ class Stats:
     frames_sent: int
     """Frame slots played out on the session's clock."""
     frames_late: int
-    """Rendered frames never shown because they were late."""
+    """Rendered frames never shown: late, or dropped by an interrupt."""
     frames_repeated: int
     video_dropped: int
     """Video messages dropped because this client read slower than real time."""
