@@ -271,11 +271,6 @@ class SessionCore:
         self._metrics.interrupts.inc()
         return self._playout.next_media_time
 
-    @property
-    def stream_queued_audio(self) -> float:
-        """Seconds of audio on the timeline not yet drawn."""
-        return self._stream.queued_audio
-
     async def _run(self) -> None:
         """Run until a worker returns or `end()` is called; then release everything. Ending is an event this task
         waits for, never a cancellation, so the release always runs to completion."""
