@@ -55,6 +55,7 @@ FILE_TAIL = 1.5
 """Seconds the bridge keeps running after a microphone file has been played, for the last frames."""
 VOICE_RATE = 48_000
 SYSTEM_ALSA_CONFIG = Path("/usr/share/alsa/alsa.conf")
+MAX_VOICE_DELAY = 5.0
 JITTER_MARGIN = 0.08
 """Seconds each received frame is held beyond the track's least latency, to absorb jitter."""
 ANCHOR_LEAK = 0.001
@@ -86,6 +87,8 @@ class BridgeOptions:
     speaker: str | None
     voice_delay: float | None
     """None: auto (the server's echo)."""
+    extra_voice_delay: float
+    """Seconds added to the voice either way (what a call app adds to its camera, for one)."""
     duration: float | None
 
 
@@ -112,8 +115,12 @@ def parse_voice_delay(text: str) -> float | None:
         delay = float(text)
     except ValueError:
         raise BridgeError(f"--voice-delay is 'auto' or a number of seconds, not {text!r}") from None
-    if not 0 <= delay <= 5:
-        raise BridgeError(f"--voice-delay must be between 0 and 5 seconds, not {delay}")
+    return check_voice_delay("--voice-delay", delay)
+
+
+def check_voice_delay(option: str, delay: float) -> float:
+    if not 0 <= delay <= MAX_VOICE_DELAY:
+        raise BridgeError(f"{option} must be between 0 and {MAX_VOICE_DELAY:g} seconds, not {delay:g}")
     return delay
 
 
@@ -149,7 +156,7 @@ async def _bridge(options: BridgeOptions, video_out: VideoOut, voice_out: VoiceO
     microphone, file_length = _microphone(options.mic)
     echo = options.voice_delay is None
     if voice_out is not None and options.voice_delay is not None:
-        delay = options.voice_delay
+        delay = options.voice_delay + options.extra_voice_delay
         microphone = _TappedMicrophone(microphone, lambda samples, at: voice_out.voice(samples, at + delay), clock_zero)
     peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer.addTransceiver(microphone, direction="sendrecv" if echo else "sendonly")
@@ -160,14 +167,19 @@ async def _bridge(options: BridgeOptions, video_out: VideoOut, voice_out: VoiceO
         if track.kind == "video":
             tasks.append(asyncio.create_task(_receive_video(track, video_out, clock_zero)))
         elif voice_out is not None:
-            tasks.append(asyncio.create_task(_receive_voice(track, voice_out, clock_zero)))
+            tasks.append(asyncio.create_task(_receive_voice(track, voice_out, clock_zero, options.extra_voice_delay)))
 
     peer.on("track", on_track)
     try:
         await peer.setLocalDescription(await peer.createOffer())
         answer = await asyncio.to_thread(_post_offer, options, peer.localDescription.sdp)
         await peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-        voice = "echoed by the server, in step with the video" if echo else f"delayed {options.voice_delay:g} s"
+        extra = options.extra_voice_delay
+        if echo:
+            voice = "echoed by the server, in step with the video" + (f", and {extra:g} s later" if extra else "")
+        else:
+            assert options.voice_delay is not None
+            voice = f"delayed {options.voice_delay + extra:g} s"
         print(
             f"bridging session {answer['session_id']}: playout delay {1000 * answer['playout_delay']:.0f} ms, "
             f"voice {voice}",
@@ -258,7 +270,7 @@ async def _receive_video(track: MediaStreamTrack, out: VideoOut, clock_zero: flo
         return
 
 
-async def _receive_voice(track: MediaStreamTrack, out: VoiceOut, clock_zero: float) -> None:
+async def _receive_voice(track: MediaStreamTrack, out: VoiceOut, clock_zero: float, extra_delay: float) -> None:
     playout = Dejitter(clock_zero)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=VOICE_RATE)
     try:
@@ -267,7 +279,7 @@ async def _receive_voice(track: MediaStreamTrack, out: VoiceOut, clock_zero: flo
             assert isinstance(frame, av.AudioFrame)
             at = await playout.wait_for(frame)
             for mono in resampler.resample(frame):
-                out.voice(mono.to_ndarray().reshape(-1).astype(np.int16), at)
+                out.voice(mono.to_ndarray().reshape(-1).astype(np.int16), at + extra_delay)
     except MediaStreamError:
         return
 

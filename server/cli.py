@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (the server's echo, in step with the video) or SECONDS after the mic",
     )
+    bridge.add_argument(
+        "--extra-voice-delay", type=float, default=0.0, help="SECONDS more for the voice either way (default 0)"
+    )
     bridge.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser
 
@@ -189,7 +192,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from server.bridge import BridgeError, BridgeOptions, parse_voice_delay, run_bridge
+    from server.bridge import BridgeError, BridgeOptions, check_voice_delay, parse_voice_delay, run_bridge
 
     try:
         options = BridgeOptions(
@@ -200,6 +203,7 @@ def _bridge(args: argparse.Namespace) -> int:
             sink=args.sink,
             speaker=args.speaker,
             voice_delay=parse_voice_delay(args.voice_delay),
+            extra_voice_delay=check_voice_delay("--extra-voice-delay", args.extra_voice_delay),
             duration=args.duration,
         )
         return run_bridge(options)
