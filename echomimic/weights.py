@@ -161,11 +161,7 @@ def load_echomimic(
     _ready_for_inference(face_locator, target, dtype)
     report(progress, "loading", 3, stages, weights.face_locator.name)
 
-    vae_config_file = weights.vae_dir / "config.json"
-    vae_config = _read_json(vae_config_file)
-    vae = _build_on(target, vae_config_file, lambda: AutoencoderKL.from_config(vae_config))
-    _load_strict(vae, _diffusers_weights_file(weights.vae_dir), _renamed_vae_attention)
-    _ready_for_inference(vae, target, dtype)
+    vae = load_diffusers_model(weights.vae_dir, AutoencoderKL.from_config, target, dtype, _renamed_vae_attention)
     report(progress, "loading", 4, stages, weights.vae_dir.name)
 
     try:
@@ -187,6 +183,27 @@ def load_echomimic(
     )
     report(progress, "loading", 6, stages, "pipeline")
     return pipeline
+
+
+def load_diffusers_model(
+    folder: Path,
+    build: Callable[[dict[str, Any]], ModuleT],
+    device: torch.device,
+    dtype: torch.dtype,
+    rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> ModuleT:
+    """A diffusers model folder (`config.json` + `diffusion_pytorch_model.safetensors` or `.bin`): built by `build`
+    from its config, loaded strictly (after `rename`), on `device` in `dtype`, in eval mode.
+
+    A missing or unreadable file, a config the model cannot be built from, or a key that is missing or of the wrong
+    shape raises `WeightsError` naming the file.
+    """
+    config_file = _required(folder / "config.json")
+    config = _read_json(config_file)
+    model = _build_on(device, config_file, lambda: build(config))
+    _load_strict(model, _diffusers_weights_file(folder), rename)
+    _ready_for_inference(model, device, dtype)
+    return model
 
 
 def _default_device() -> torch.device:

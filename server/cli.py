@@ -1,4 +1,4 @@
-"""The `echolive` command line: `serve`, `render`, `doctor` and `bridge`.
+"""The `echolive` command line: `serve`, `render`, `bench`, `doctor`, `flops`, `compile` and `bridge`.
 
 Every expected failure (a missing file, a portrait without a face, unreadable audio, an unknown renderer, a
 weights folder that does not match) ends with one line on stderr and a non-zero exit, never a traceback.
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
+from server.bridge_command import add_bridge_command, run_bridge_command
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
@@ -82,23 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="print what this machine can run")
     doctor.add_argument("--weights", type=Path, default=None, help="an EchoMimic v1 weights folder to check")
 
-    bridge = commands.add_parser("bridge", help="the avatar as a virtual camera for video calls")
-    bridge.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL (default %(default)s)")
-    bridge.add_argument("--avatar", default=None, help="an avatar name (default: the server's)")
-    bridge.add_argument("--mic", default="default", help="a capture device, or an audio file played as the microphone")
-    output = bridge.add_mutually_exclusive_group()
-    output.add_argument("--camera", default=None, help="the virtual camera device, e.g. /dev/video10 (default: any)")
-    output.add_argument("--sink", type=Path, default=None, help="write video and voice to this MP4 instead")
-    bridge.add_argument("--speaker", default=None, help="an output device to play the voice into (Linux: ALSA)")
-    bridge.add_argument(
-        "--voice-delay",
-        default="auto",
-        help="auto (the server's echo, in step with the video) or SECONDS after the mic",
-    )
-    bridge.add_argument(
-        "--extra-voice-delay", type=float, default=0.0, help="SECONDS more for the voice either way (default 0)"
-    )
-    bridge.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    add_flops_command(commands)
+    add_compile_command(commands)
+    add_bridge_command(commands)
     return parser
 
 
@@ -119,10 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "render":
             return _render(args)
-        if args.command == "bridge":
-            return _bridge(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "flops":
+            return run_flops(args)
+        if args.command == "compile":
+            return run_compile(args)
+        if args.command == "bridge":
+            return run_bridge_command(args)
         return _doctor(args)
     except (ValueError, OSError) as error:
         print(f"echolive {args.command}: error: {error}", file=sys.stderr)
@@ -148,8 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         avatar_dir=args.avatar_dir,
-        max_viewers=args.max_viewers,
         ice_host_addresses=tuple(args.ice_address),
+        max_viewers=args.max_viewers,
     )
     run_server(settings)
     return 0
@@ -189,27 +181,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
     print(report(examine(args.weights)))
     return 0
-
-
-def _bridge(args: argparse.Namespace) -> int:
-    from server.bridge import BridgeError, BridgeOptions, check_voice_delay, parse_voice_delay, run_bridge
-
-    try:
-        options = BridgeOptions(
-            server=args.server,
-            avatar=args.avatar,
-            mic=args.mic,
-            camera=args.camera,
-            sink=args.sink,
-            speaker=args.speaker,
-            voice_delay=parse_voice_delay(args.voice_delay),
-            extra_voice_delay=check_voice_delay("--extra-voice-delay", args.extra_voice_delay),
-            duration=args.duration,
-        )
-        return run_bridge(options)
-    except BridgeError as error:
-        print(f"echolive bridge: {error}", file=sys.stderr)
-        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

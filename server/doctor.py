@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -29,6 +30,7 @@ def examine(weights_dir: Path | None) -> list[Finding]:
         _webrtcvad,
         _face_detector,
         lambda: _echomimic_weights(weights_dir),
+        lambda: _acceleration(weights_dir),
         lambda: _program("chromium (browser test)", "chromium", "--version"),
         lambda: _program("espeak-ng (test speech)", "espeak-ng", "--version"),
     ]
@@ -102,6 +104,28 @@ def _echomimic_weights(weights_dir: Path | None) -> Finding:
     except WeightsError as error:
         return Finding("echomimic weights", False, str(error))
     return Finding("echomimic weights", True, f"every file of the official layout is in {weights_dir}")
+
+
+def _acceleration(weights_dir: Path | None) -> Finding:
+    """The backend the echomimic renderer would run its denoising UNet on, for the default profile, and why."""
+    if importlib.util.find_spec("torch") is None:
+        return Finding("UNet backend", False, "no torch, so no echomimic renderer")
+    import torch
+
+    from echomimic.acceleration.backend_names import Backend
+    from echomimic.acceleration.backends import backend_for
+    from echomimic.acceleration.engine_cache import EngineCache, default_engine_dir, weights_fingerprint
+    from echomimic.acceleration.profiles import QUALITY
+    from echomimic.acceleration.window_program import WindowShape
+    from echomimic.weights import EchoMimicWeights, WeightsError
+
+    try:
+        weights = weights_fingerprint(EchoMimicWeights.locate(weights_dir)) if weights_dir is not None else None
+    except WeightsError:
+        weights = None
+    shapes = [WindowShape.of_profile(QUALITY)]
+    choice = backend_for("auto", shapes, weights, EngineCache(default_engine_dir()), torch.float16)
+    return Finding("UNet backend", choice.backend != Backend.EAGER, f"{choice}, for the {QUALITY.name} profile")
 
 
 def _program(topic: str, program: str, version_flag: str) -> Finding:
