@@ -47,8 +47,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from bench.mouth_probe import MouthProbe
-from bench.speaking_track import MIC_RATE, SpeakingTrack
 from server.ice_addresses import restrict_ice_host_addresses
+from server.speaking_track import MIC_RATE, SpeakingTrack
 from streaming.clock import MonotonicClock
 from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer

@@ -1,5 +1,5 @@
-"""The HTTP surface: web client, signalling, avatars, health and metrics. Each route is a thin shim over one
-object built here; OpenAPI docs are at `/docs`."""
+"""The HTTP surface: web client and watch page, signalling and viewers, the bot WebSocket, avatars, health and
+metrics. Each route is a thin shim over one object built here; OpenAPI docs are at `/docs`."""
 
 from __future__ import annotations
 
@@ -9,21 +9,25 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from aiortc import RTCPeerConnection
-from fastapi import FastAPI, File, Request, Response, UploadFile
+from fastapi import FastAPI, File, Request, Response, UploadFile, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.avatars import AvatarInfo, AvatarStore
+from server.bot_gateway import BotGateway
+from server.bot_protocol import Start
+from server.bot_session import BotSession
 from server.errors import error_response, install_error_handlers
 from server.ice_addresses import restrict_ice_host_addresses
 from server.metrics import ServerMetrics
 from server.render_times import RenderTimes
 from server.renderers import create_renderer
-from server.session import Session, SessionConfig, SessionSummary
+from server.session import Session
+from server.session_core import SessionConfig, SessionSummary
 from server.session_registry import SessionRegistry
 from server.settings import ServerSettings
-from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signalling
+from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signalling, ViewerAnswer, ViewerOffer
 from server.timed_renderer import TimedRenderer
 from server.warm_up import warm_up
 from streaming.clock import Clock, MonotonicClock
@@ -99,7 +103,25 @@ def create_app(
             on_closed=registry.discard,
         )
 
-    signalling = Signalling(registry, avatars, new_session)
+    def new_bot_session(
+        session_id: str, avatar_name: str, avatar: object, socket: WebSocket, start: Start, viewer_url: str
+    ) -> BotSession:
+        return BotSession(
+            session_id,
+            avatar_name,
+            timed_renderer,
+            avatar,
+            replace(session_config, render_seconds=timed_renderer.times.p95()),
+            metrics,
+            session_clock,
+            registry.discard,
+            socket,
+            start,
+            viewer_url,
+        )
+
+    signalling = Signalling(registry, avatars, new_session, settings.max_viewers)
+    bots = BotGateway(registry, avatars, new_bot_session, metrics)
     frame_rate = settings.fps if settings.fps is not None else built.fps
 
     @asynccontextmanager
@@ -125,7 +147,8 @@ def create_app(
     ) -> Response:
         # Checked before the body is read, so an oversized upload or offer is never buffered or spooled to disk.
         declared = request.headers.get("content-length", "")
-        limit = body_limits.get(request.url.path)
+        path = request.url.path
+        limit = body_limits.get("/api/sessions" if path.endswith("/viewers") else path)
         if limit is not None and declared.isdigit() and int(declared) > limit:
             return error_response(
                 413,
@@ -137,6 +160,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def web_client() -> FileResponse:
         return FileResponse(settings.web_client_dir / "index.html")
+
+    @app.get("/watch/{session_id}", include_in_schema=False)
+    async def watch_page(session_id: str) -> FileResponse:
+        return FileResponse(settings.web_client_dir / "watch.html")
 
     @app.post("/api/sessions", status_code=201, summary="Start a session from an SDP offer; returns the SDP answer")
     async def create_session(offer: SessionOffer) -> SessionAnswer:
@@ -150,6 +177,24 @@ def create_app(
     async def delete_session(session_id: str) -> Response:
         await signalling.hang_up(session_id)
         return Response(status_code=204)
+
+    @app.post(
+        "/api/sessions/{session_id}/viewers",
+        status_code=201,
+        summary="Watch a session: a receive-only SDP offer in, the answer out",
+    )
+    async def add_viewer(session_id: str, offer: ViewerOffer) -> ViewerAnswer:
+        return await signalling.add_viewer(session_id, offer)
+
+    @app.delete("/api/sessions/{session_id}/viewers/{viewer_id}", status_code=204, summary="Stop watching")
+    async def remove_viewer(session_id: str, viewer_id: str) -> Response:
+        await signalling.remove_viewer(session_id, viewer_id)
+        return Response(status_code=204)
+
+    @app.websocket("/api/ws")
+    async def bot_socket(socket: WebSocket) -> None:
+        """The bot API, protocol 1 (see the README): PCM in; frames and voice, or a viewer link, out."""
+        await bots.serve(socket)
 
     @app.get("/api/avatars", summary="The avatars a session can use")
     async def list_avatars() -> AvatarList:

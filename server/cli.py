@@ -1,4 +1,4 @@
-"""The `echolive` command line: `serve`, `render`, `bench`, `doctor`, `flops` and `compile`.
+"""The `echolive` command line: `serve`, `render`, `bench`, `doctor`, `flops`, `compile` and `bridge`.
 
 Every expected failure (a missing file, a portrait without a face, unreadable audio, an unknown renderer, a
 weights folder that does not match) ends with one line on stderr and a non-zero exit, never a traceback.
@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
 from server.acceleration_options import AccelerationOptions, add_acceleration_options
+from server.bridge_command import add_bridge_command, run_bridge_command
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="gather WebRTC host candidates only on this local address (repeatable; default: every interface "
         "but loopback). 127.0.0.1 serves this machine alone, for example through an SSH tunnel",
     )
+    serve.add_argument(
+        "--max-viewers", type=int, default=ServerSettings.max_viewers, help="people watching one session at once"
+    )
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -83,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_flops_command(commands)
     add_compile_command(commands)
+    add_bridge_command(commands)
     return parser
 
 
@@ -113,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_flops(args)
         if args.command == "compile":
             return run_compile(args)
+        if args.command == "bridge":
+            return run_bridge_command(args)
         return _doctor(args)
     except (ValueError, OSError) as error:
         print(f"echolive {args.command}: error: {error}", file=sys.stderr)
@@ -140,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         avatar_dir=args.avatar_dir,
         ice_host_addresses=tuple(args.ice_address),
+        max_viewers=args.max_viewers,
     )
     run_server(settings)
     return 0

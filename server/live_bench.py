@@ -27,7 +27,7 @@ import numpy as np
 from server.frame_metrics import Box, DrawnFrame, FrameObserver
 from server.metrics import ServerMetrics
 from server.render_times import RenderTimes, percentile
-from server.session import ENCODE_ALLOWANCE, automatic_playout_delay
+from server.session_core import ENCODE_ALLOWANCE, automatic_playout_delay
 from server.timed_renderer import RenderCall, TimedRenderer
 from server.warm_up import warm_up
 from streaming.avatar_stream import AvatarStream, StreamSettings

@@ -21,15 +21,15 @@ class MediaFileError(ValueError):
     """A file that cannot be read or written as the media it should be; the message is for the user."""
 
 
-def read_speech(path: Path) -> npt.NDArray[np.float32]:
-    """Decode the first audio stream of any file PyAV reads to 16 kHz mono float32."""
+def read_speech(path: Path, rate: int = SAMPLE_RATE) -> npt.NDArray[np.float32]:
+    """Decode the first audio stream of any file PyAV reads to mono float32 at `rate` (default 16 kHz)."""
     if not path.is_file():
         raise MediaFileError(f"audio file not found: {path}")
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaFileError(f"{path} has no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             pieces = [
                 out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)
             ]

@@ -36,6 +36,24 @@ class ServerMetrics:
         self.frames_repeated = Counter(
             "echolive_frames_repeated", "Frames shown again because the next one was not ready.", registry=self.registry
         )
+        self.interrupts = Counter(
+            "echolive_interrupts", "Barge-ins: a session told to drop what it had queued.", registry=self.registry
+        )
+        self.viewers_active = Gauge(
+            "echolive_viewers_active", "People watching a session over WebRTC.", registry=self.registry
+        )
+        self.slow_reader_dropped = Counter(
+            "echolive_slow_reader_dropped",
+            "Media messages a WebSocket client did not read in time and that were dropped, by kind (video or audio).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.protocol_errors = Counter(
+            "echolive_protocol_errors",
+            "Bot WebSocket messages refused, by error code.",
+            ["code"],
+            registry=self.registry,
+        )
         self.render_seconds = Histogram(
             "echolive_render_seconds",
             "Time the renderer took per call, by call kind (window or idle).",

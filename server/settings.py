@@ -39,6 +39,9 @@ class ServerSettings:
     acceleration: AccelerationOptions = field(default_factory=AccelerationOptions)
     """EchoMimic's profile, tiny decoder, UNet backend and engine folder."""
     max_sessions: int = 4
+    """Sessions at once, WebRTC callers and bots together."""
+    max_viewers: int = 16
+    """People watching one session at once; each costs a video encoder."""
     avatar_dir: Path = field(default_factory=default_avatar_dir)
     max_upload_bytes: int = 8 * 1024 * 1024
     echo_audio: bool = True
@@ -64,6 +67,8 @@ class ServerSettings:
             raise ValueError(f"fps must be between 1 and 60, not {self.fps}")
         if self.max_sessions < 1:
             raise ValueError(f"max sessions must be at least 1, not {self.max_sessions}")
+        if self.max_viewers < 0:
+            raise ValueError(f"max viewers must not be negative, not {self.max_viewers}")
         if self.max_upload_bytes < 1024:
             raise ValueError(f"the upload limit must be at least 1 KiB, not {self.max_upload_bytes} bytes")
         if self.playout_delay is not None and not 0 <= self.playout_delay <= 2:

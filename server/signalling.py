@@ -1,4 +1,5 @@
-"""Offer in, answer out: checks a browser's SDP offer, admits a session and negotiates its peer connection.
+"""Offer in, answer out: checks a browser's SDP offer, admits a session and negotiates its peer connection; and
+the same for a viewer joining a running session.
 
 Takes and returns plain dataclasses; the HTTP routes are a thin shim over `Signalling`. ICE is not trickled:
 the offer carries the client's candidates and the answer carries all of ours, so one request sets up a call.
@@ -19,6 +20,7 @@ from server.avatars import AvatarStore
 from server.errors import ApiError
 from server.session import Session
 from server.session_registry import SessionRegistry
+from server.viewers import Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,22 @@ class SessionAnswer:
     """Seconds the server holds video behind the microphone audio; clients add it to their latency estimate."""
 
 
+@dataclass(frozen=True)
+class ViewerOffer:
+    """A watcher's SDP offer: it must receive video, and receives the voice too if it offers to receive audio."""
+
+    sdp: str
+    type: str = "offer"
+
+
+@dataclass(frozen=True)
+class ViewerAnswer:
+    viewer_id: str
+    sdp: str
+    type: str
+    playout_delay: float
+
+
 SessionFactory = Callable[[str, str, RTCPeerConnection, object], Session]
 """(session id, avatar name, peer connection, prepared avatar) -> a session not yet started."""
 
@@ -57,13 +75,17 @@ class Signalling:
         registry: SessionRegistry,
         avatars: AvatarStore[object],
         new_session: SessionFactory,
+        max_viewers: int,
     ) -> None:
         self._registry = registry
         self._avatars = avatars
         self._new_session = new_session
+        self._max_viewers = max_viewers
+        self._viewer_departures: set[asyncio.Task[bool]] = set()
 
     async def answer(self, offer: SessionOffer) -> SessionAnswer:
-        audio = _check_offer(offer)
+        audio = _check_offer(offer.type, offer.sdp, microphone=True)
+        assert audio is not None
         avatar_name = offer.avatar or self._avatars.default_name
         avatar = await self._avatars.prepared(avatar_name)
         peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -96,6 +118,53 @@ class Signalling:
     async def hang_up(self, session_id: str) -> None:
         await self._registry.get(session_id).close("hang_up")
 
+    async def add_viewer(self, session_id: str, offer: ViewerOffer) -> ViewerAnswer:
+        audio = _check_offer(offer.type, offer.sdp, microphone=False)
+        session = self._registry.get(session_id)
+        if session.viewer_count >= self._max_viewers:
+            raise ApiError(
+                503, "too_many_viewers", f"session {session_id} already has {self._max_viewers} viewers, the limit here"
+            )
+        viewer_id = uuid.uuid4().hex
+        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        viewer = Viewer(viewer_id, peer, session, voice=audio is not None and _direction(audio) in _RECEIVES)
+        try:
+            await peer.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+            if viewer.voice is not None:
+                peer.addTrack(viewer.voice)
+            peer.addTrack(viewer.video)
+            await peer.setLocalDescription(await peer.createAnswer())
+        except asyncio.CancelledError:
+            await viewer.aclose()
+            raise
+        except Exception as error:
+            # As for sessions: aiortc reports an SDP it cannot use with assorted exception types.
+            logger.info("viewer offer refused: %r", error)
+            await viewer.aclose()
+            raise ApiError(400, "negotiation_failed", f"the SDP offer could not be negotiated: {error}") from error
+        if session.closed:
+            await viewer.aclose()
+            raise ApiError(404, "unknown_session", f"session {session_id} ended while the viewer was joining")
+        session.add_viewer(viewer_id, viewer)
+        peer.on("connectionstatechange", lambda: self._on_viewer_state(session_id, viewer))
+        logger.info("viewer %s joined session %s", viewer_id, session_id)
+        return ViewerAnswer(viewer_id, peer.localDescription.sdp, peer.localDescription.type, session.playout_delay)
+
+    async def remove_viewer(self, session_id: str, viewer_id: str) -> None:
+        if not await self._registry.get(session_id).remove_viewer(viewer_id):
+            raise ApiError(404, "unknown_viewer", f"session {session_id} has no viewer {viewer_id!r}")
+
+    def _on_viewer_state(self, session_id: str, viewer: Viewer) -> None:
+        if viewer.peer.connectionState not in ("failed", "closed"):
+            return
+        try:
+            session = self._registry.get(session_id)
+        except ApiError:
+            return  # the session ended, and took its viewers with it
+        departure = asyncio.create_task(session.remove_viewer(viewer.viewer_id), name=f"viewer-{viewer.viewer_id}")
+        self._viewer_departures.add(departure)
+        departure.add_done_callback(self._viewer_departures.discard)
+
     async def _negotiate(self, session: Session, sdp: str, echo: bool) -> None:
         """`echo`: the client can receive audio, so the session's echo track (if it has one) is sent back."""
         peer = session.peer
@@ -109,14 +178,15 @@ class Signalling:
         await peer.setLocalDescription(await peer.createAnswer())
 
 
-def _check_offer(offer: SessionOffer) -> MediaDescription:
-    """Refuse an offer the server cannot answer, with a reason; returns the microphone's media section."""
-    if offer.type != "offer":
-        raise ApiError(400, "invalid_offer", f"expected an SDP of type 'offer', got {offer.type!r}")
-    if len(offer.sdp) > MAX_SDP_LENGTH:
+def _check_offer(kind: str, sdp: str, *, microphone: bool) -> MediaDescription | None:
+    """Refuse an offer the server cannot answer, with a reason; returns its audio section. `microphone`: the offer
+    must send audio (a caller); otherwise audio is optional (a viewer)."""
+    if kind != "offer":
+        raise ApiError(400, "invalid_offer", f"expected an SDP of type 'offer', got {kind!r}")
+    if len(sdp) > MAX_SDP_LENGTH:
         raise ApiError(400, "invalid_offer", f"the SDP is longer than {MAX_SDP_LENGTH} characters")
     try:
-        description = SessionDescription.parse(offer.sdp)
+        description = SessionDescription.parse(sdp)
     except Exception as error:
         # aiortc's parser signals malformed lines with assertions and index or value errors alike.
         raise ApiError(400, "malformed_sdp", "the SDP offer could not be parsed") from error
@@ -124,11 +194,11 @@ def _check_offer(offer: SessionOffer) -> MediaDescription:
         raise ApiError(400, "malformed_sdp", "the SDP offer has no media sections")
     audio = next((media for media in description.media if media.kind == "audio"), None)
     video = next((media for media in description.media if media.kind == "video"), None)
-    if audio is None or _direction(audio) not in _SENDS_AUDIO:
+    if microphone and (audio is None or _direction(audio) not in _SENDS_AUDIO):
         raise ApiError(400, "no_microphone", "the offer must send a microphone track (audio, sendrecv or sendonly)")
     if video is None or _direction(video) not in _RECEIVES:
         raise ApiError(400, "no_video", "the offer must receive video (a recvonly or sendrecv video section)")
-    for media in (audio, video):
+    for media in (video,) if audio is None else (audio, video):
         if not media.rtp.codecs:
             raise ApiError(400, "malformed_sdp", f"the {media.kind} section lists no codecs")
         if media.dtls is None or not media.dtls.fingerprints:

@@ -23,8 +23,6 @@ const STATS_INTERVAL_MS = 1000;
 let selectedAvatar = null;
 let session = null;
 
-class ServerError extends Error {}
-
 // ---- messages and state -------------------------------------------------------------------------------------
 
 function showMessage(text, kind = "error") {
@@ -45,15 +43,6 @@ function setState(state) {
   elements.start.disabled = live;
   elements.stop.disabled = !live;
   elements.hint.hidden = live;
-}
-
-async function readJson(response) {
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const message = body && body.error ? body.error.message : `the server answered ${response.status}`;
-    throw new ServerError(message);
-  }
-  return body;
 }
 
 // ---- avatars ------------------------------------------------------------------------------------------------
@@ -169,15 +158,6 @@ function microphoneProblem(error) {
     default:
       return `The microphone could not be opened: ${error.message}`;
   }
-}
-
-function iceGatheringComplete(peer) {
-  if (peer.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    peer.addEventListener("icegatheringstatechange", () => {
-      if (peer.iceGatheringState === "complete") resolve();
-    });
-  });
 }
 
 function onConnectionState(peer) {

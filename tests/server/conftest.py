@@ -12,8 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from bench.mouth_probe import MouthProbe
 from server.app import create_app
 from server.settings import ServerSettings
+from streaming.lite.default_portrait import default_portrait_path, load_portrait
+from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
 from tests.server.fake_renderer import LoudnessRenderer
 from tests.streaming.signals import spoken, write_wav
@@ -37,6 +40,17 @@ def speech() -> npt.NDArray[np.float32]:
 def speech_wav(speech: npt.NDArray[np.float32], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`speech` as a 16-bit WAV file."""
     return write_wav(tmp_path_factory.mktemp("speech") / "sentence.wav", speech, SPEECH_RATE)
+
+
+@pytest.fixture(scope="session")
+def lite_renderer() -> LiteRenderer:
+    return LiteRenderer()
+
+
+@pytest.fixture(scope="session")
+def mouth_probe(lite_renderer: LiteRenderer) -> MouthProbe:
+    """Where the bundled portrait's mouth is, in `lite_renderer`'s frames."""
+    return MouthProbe.around(lite_renderer.prepare_avatar(load_portrait(default_portrait_path())))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The app on a real uvicorn server in a background thread, on a free port of 127.0.0.1, for the browser."""
+"""The app on a real uvicorn server in a background thread, on a free port of 127.0.0.1, for browsers and bots."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ STARTUP_WAIT = 15.0
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """Yield the server's base URL; on exit, shut it down (closing every session) and join its thread."""
+def serve_in_thread(app: FastAPI, send_buffer: int | None = None) -> Iterator[str]:
+    """Yield the server's base URL; on exit, shut it down (closing every session) and join its thread.
+    `send_buffer`: the kernel's send buffer for each connection, in bytes (small: a slow reader pushes back soon)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        # Accepted connections inherit the listener's buffer sizes.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

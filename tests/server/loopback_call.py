@@ -1,4 +1,5 @@
-"""A WebRTC client for the server tests: an aiortc peer that speaks a recording and records what comes back.
+"""A WebRTC client for the server tests: an aiortc peer that speaks a recording (or watches a session) and records
+what comes back.
 
 The server under test runs in the same event loop (through httpx's ASGI transport), so one loopback call is
 two real peer connections exchanging real RTP over 127.0.0.1.
@@ -19,7 +20,7 @@ import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.speaking_track import SpeakingTrack
+from server.speaking_track import SpeakingTrack
 from tests.server.fake_renderer import mouth_opening
 
 FRAME_WAIT = 15.0
@@ -53,6 +54,7 @@ class LoopbackCall:
     images: list[npt.NDArray[np.uint8]] = field(default_factory=list)
     echo_frames: int = 0
     session_id: str | None = None
+    viewer_id: str | None = None
     answer_sdp: str = ""
 
     def __post_init__(self) -> None:
@@ -75,6 +77,20 @@ class LoopbackCall:
             answer = response.json()
             self.session_id = answer["session_id"]
             self.answer_sdp = answer["sdp"]
+            await self.peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        return response
+
+    async def watch(self, session_id: str) -> httpx2.Response:
+        """Join session `session_id` as a viewer instead: receive its video and voice, send nothing."""
+        self.peer.addTransceiver("video", direction="recvonly")
+        self.peer.addTransceiver("audio", direction="recvonly")
+        self.peer.on("track", self._on_track)
+        await self.peer.setLocalDescription(await self.peer.createOffer())
+        body = {"sdp": self.peer.localDescription.sdp, "type": "offer"}
+        response = await self.http.post(f"/api/sessions/{session_id}/viewers", json=body)
+        if response.status_code == 201:
+            answer = response.json()
+            self.viewer_id = answer["viewer_id"]
             await self.peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         return response
 

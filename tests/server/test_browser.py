@@ -19,7 +19,6 @@ from playwright.sync_api import BrowserContext, FilePayload, Page, sync_playwrig
 from bench.mouth_probe import MouthProbe
 from server.app import create_app
 from server.settings import ServerSettings
-from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 from tests.server.live_server import serve_in_thread
 
@@ -58,22 +57,12 @@ SAMPLE_MOUTH_JS = """
 """
 
 
-@pytest.fixture(scope="module")
-def renderer() -> LiteRenderer:
-    return LiteRenderer()
-
-
-@pytest.fixture(scope="module")
-def probe(renderer: LiteRenderer) -> MouthProbe:
-    return MouthProbe.around(renderer.prepare_avatar(load_portrait(default_portrait_path())))
-
-
 @pytest.fixture
-def server_url(tmp_path: Path, renderer: LiteRenderer) -> Iterator[str]:
+def server_url(tmp_path: Path, lite_renderer: LiteRenderer) -> Iterator[str]:
     settings = ServerSettings(
         avatar_dir=tmp_path / "avatars", ice_host_addresses=("127.0.0.1",), max_sessions=1, media_timeout=5.0
     )
-    with serve_in_thread(create_app(settings, renderer=renderer)) as url:
+    with serve_in_thread(create_app(settings, renderer=lite_renderer)) as url:
         yield url
 
 
@@ -96,7 +85,7 @@ def start_session(page: Page) -> None:
 
 
 def test_the_avatar_speaks_with_the_fake_microphone(
-    server_url: str, speech_wav: Path, probe: MouthProbe, tmp_path: Path
+    server_url: str, speech_wav: Path, mouth_probe: MouthProbe, tmp_path: Path
 ) -> None:
     microphone = [*FAKE_MICROPHONE_FLAGS, f"--use-file-for-fake-audio-capture={speech_wav}"]
     with sync_playwright() as playwright:
@@ -107,11 +96,11 @@ def test_the_avatar_speaks_with_the_fake_microphone(
         page.wait_for_function("document.getElementById('connection-state').textContent === 'live'", timeout=20_000)
         page.wait_for_function("document.getElementById('avatar-video').currentTime > 0.5", timeout=20_000)
 
-        box = [probe.x, probe.y, probe.width, probe.height]
+        box = [mouth_probe.x, mouth_probe.y, mouth_probe.width, mouth_probe.height]
         openness = []
         for _ in range(SAMPLES):
             pixels = np.array(page.evaluate(SAMPLE_MOUTH_JS, box), dtype=np.uint8)
-            openness.append(probe.openness(pixels.reshape(probe.height, probe.width, 4)[:, :, :3]))
+            openness.append(mouth_probe.openness(pixels.reshape(mouth_probe.height, mouth_probe.width, 4)[:, :, :3]))
             page.wait_for_timeout(SAMPLE_INTERVAL_MS)
 
         stats = {name: page.text_content(f"#stat-{name}") for name in ("fps", "latency", "rtt", "video")}

@@ -27,6 +27,8 @@ async def test_openapi_documents_every_route(settings: ServerSettings) -> None:
     assert set(schema["paths"]) == {
         "/api/sessions",
         "/api/sessions/{session_id}",
+        "/api/sessions/{session_id}/viewers",
+        "/api/sessions/{session_id}/viewers/{viewer_id}",
         "/api/avatars",
         "/api/avatars/{name}/image",
         "/healthz",

@@ -12,9 +12,10 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from pyee.asyncio import AsyncIOEventEmitter
 
-from bench.speaking_track import SpeakingTrack
 from server.metrics import ServerMetrics
-from server.session import Session, SessionConfig
+from server.session import Session
+from server.session_core import SessionConfig
+from server.speaking_track import SpeakingTrack
 from streaming.clock import MonotonicClock
 from tests.server.fake_renderer import FakeAvatar, LoudnessRenderer
 

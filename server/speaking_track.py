@@ -1,6 +1,7 @@
-"""A microphone for loopback calls: an aiortc track that speaks a recording in real time, as a browser sends it.
+"""A microphone that speaks a recording: an aiortc track sending it in real time, as a browser sends a microphone.
 
-The latency benchmark times speech onsets from it; the server tests speak to sessions with it.
+`echolive bridge --mic FILE` talks to the server with it; the latency benchmark times speech onsets from it; the
+server tests speak to sessions with it.
 """
 
 from __future__ import annotations
