@@ -3,9 +3,10 @@
 The live renderer draws a talking head window by window. The frames before a window are already on screen, so
 the window is denoised together with them (its context) and those frames are pinned: at every step, before the
 UNet sees them, their latents are the shown clean latents brought to that step's noise level with the frame's own
-noise (`scheduler.add_noise`), and after the last step they are the shown latents exactly. The motion module then
-sees the real past at every step, and the first new frame continues the last shown one. The closing window of an
-utterance pins its last frames the same way to the idle portrait, so the face lands on the idle pose.
+noise (q(x_t | x_0), as `scheduler.add_noise` does), and after the last step they are the shown latents exactly.
+The motion module then sees the real past at every step, and the first new frame continues the last shown one.
+The closing window of an utterance pins its last frames the same way to the idle portrait, so the face lands on
+the idle pose.
 
 With the trailing, zero-terminal-SNR schedule the first step is pure noise everywhere (ᾱ = 0 there), so the pins
 act from the second step on. DDIM with η = 0 on a pinned frame moves it along the same noise direction, so
@@ -91,8 +92,9 @@ def denoise_windows(
     # 2. The clamped initial draw, then the loop; stopped items leave the batch between steps.
     active = list(range(batch))
     latents = noise.clamp(-INITIAL_NOISE_CLAMP, INITIAL_NOISE_CLAMP) * scheduler.init_noise_sigma
-    for timestep in scheduler.timesteps:
-        pins = scheduler.add_noise(pinned_latents, noise, timestep.reshape(1))
+    for timestep in scheduler.timesteps.tolist():  # host integers: the scheduler indexes its tables with them
+        alpha_bar = alphas_cumprod[timestep].to(dtype)
+        pins = alpha_bar.sqrt() * pinned_latents + (1 - alpha_bar).sqrt() * noise  # q(x_t | x_0), as add_noise
         latents = torch.where(pinned_mask, pins, latents)
         model_input = torch.cat([latents, latents]) if guided else latents
         model_input = scheduler.scale_model_input(model_input, timestep)

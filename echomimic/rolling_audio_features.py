@@ -60,7 +60,7 @@ class RollingAudioFeatures:
         self._segment_samples = self.segment_tokens * SAMPLES_PER_TOKEN
         self._segments: dict[int, npt.NDArray[np.float32]] = {}  # segment number → its samples, zeros unheard
         self._end = 0  # timeline sample one past the newest written
-        self._loudest: float | None = None  # the loudest log10 mel power heard, for the floor
+        self._loudest: torch.Tensor | None = None  # the loudest log10 mel power heard, for the floor
 
     @property
     def history_bytes(self) -> int:
@@ -118,8 +118,8 @@ class RollingAudioFeatures:
         mel = torch.zeros(N_MELS, 0, device=self.encoder.device)
         if segment is not None and heard > N_FFT // 2:
             log_power = log_mel_power(segment[:heard], device=self.encoder.device)  # [80, frames]
-            loudest = float(log_power.max())
-            self._loudest = loudest if self._loudest is None else max(self._loudest, loudest)
+            loudest = log_power.max()  # stays on the device: no host synchronisation per window
+            self._loudest = loudest if self._loudest is None else torch.maximum(self._loudest, loudest)
             mel = normalise_log_mel(log_power, self._loudest)
         padded = F.pad(mel, (0, MEL_FRAMES_PER_TOKEN * self.segment_tokens - mel.shape[1]))  # [80, 3000]
         states: torch.Tensor = self.encoder(padded[None])[0]  # [segment tokens, 5, 384]

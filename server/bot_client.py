@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import cv2
@@ -168,10 +168,12 @@ async def connect_bot(
         finally:
             await client.close()
             # Read to the end: a client that stopped reading has a full buffer, and the server's close frame
-            # waits behind it.
-            async with asyncio.timeout(CLOSE_WAIT):
-                async for _ in client:
-                    pass
+            # waits behind it. A server that has not finished by then is not waited for: leaving `connect`
+            # closes the connection from this side.
+            with suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT):
+                    async for _ in client:
+                        pass
 
 
 def _decode(message: str | bytes) -> Received:

@@ -1,0 +1,1 @@
+"""Runnable examples of using EchoMimic Live from code (run from the repository root)."""
