@@ -36,9 +36,9 @@ def audio_frames(pcm: npt.NDArray[np.int16]) -> list[rtc.AudioFrame]:
     return [rtc.AudioFrame(chunk.tobytes(), RATE, 1, len(chunk)) for chunk in chunked(pcm)]
 
 
-def openness(probe: MouthProbe, frame: rtc.VideoFrame) -> float:
+def openness(mouth_probe: MouthProbe, frame: rtc.VideoFrame) -> float:
     rgba = np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 4)
-    return probe.openness(probe.crop(rgba[..., :3]))
+    return mouth_probe.openness(mouth_probe.crop(rgba[..., :3]))
 
 
 @dataclass
@@ -94,7 +94,7 @@ async def say(generator: EchoMimicVideoGenerator, pcm: npt.NDArray[np.int16]) ->
 
 
 async def test_the_generator_yields_frames_and_the_voice_it_was_given_then_the_segment_end(
-    server_url: str, phrase: npt.NDArray[np.int16], probe: MouthProbe
+    server_url: str, phrase: npt.NDArray[np.int16], mouth_probe: MouthProbe
 ) -> None:
     async with generating(server_url) as (generator, yielded):
         assert generator.options.video_width == 512 and generator.options.video_fps == FPS
@@ -109,12 +109,12 @@ async def test_the_generator_yields_frames_and_the_voice_it_was_given_then_the_s
     assert isinstance(yielded.items[-1], AudioSegmentEnd) and yielded.ends() == 1
     first_voice = next(position for position, item in enumerate(yielded.items) if isinstance(item, rtc.AudioFrame))
     assert isinstance(yielded.items[first_voice - 1], rtc.VideoFrame), "each piece of voice after its frame"
-    assert max(openness(probe, frame) for frame in yielded.since(first_voice).video()) > OPEN
-    assert max(openness(probe, frame) for frame in Yielded(yielded.items[:first_voice]).video()) < OPEN
+    assert max(openness(mouth_probe, frame) for frame in yielded.since(first_voice).video()) > OPEN
+    assert max(openness(mouth_probe, frame) for frame in Yielded(yielded.items[:first_voice]).video()) < OPEN
 
 
 async def test_clear_buffer_stops_the_lips_and_the_voice_and_the_next_utterance_plays_whole(
-    server_url: str, phrase: npt.NDArray[np.int16], probe: MouthProbe
+    server_url: str, phrase: npt.NDArray[np.int16], mouth_probe: MouthProbe
 ) -> None:
     async with generating(server_url) as (generator, yielded):
         await say(generator, np.concatenate([phrase, phrase]))
@@ -130,16 +130,16 @@ async def test_clear_buffer_stops_the_lips_and_the_voice_and_the_next_utterance_
     assert 0 < len(before.voice()) < len(phrase), "the first utterance was cut short"
     assert_whole_voice(after.voice(), phrase)
     assert yielded.ends() == 1, "no segment end for the cleared utterance: the runner reports it interrupted"
-    assert_at_rest_until_the_voice(after, probe)
+    assert_at_rest_until_the_voice(after, mouth_probe)
 
 
-def assert_at_rest_until_the_voice(after_clear: Yielded, probe: MouthProbe) -> None:
+def assert_at_rest_until_the_voice(after_clear: Yielded, mouth_probe: MouthProbe) -> None:
     """Nothing of the cleared speech is yielded: every frame up to the next voice is at rest (how soon the first
     comes is measured by bench/adapters_barge_in.py)."""
     next_voice = next(position for position, item in enumerate(after_clear.items) if isinstance(item, rtc.AudioFrame))
     resting = Yielded(after_clear.items[:next_voice]).video()
     assert len(resting) > 0.8 * FPS, "at rest until the next utterance, a second later"
-    assert max(openness(probe, frame) for frame in resting) < OPEN, "the mouth is closed"
+    assert max(openness(mouth_probe, frame) for frame in resting) < OPEN, "the mouth is closed"
 
 
 async def test_when_the_session_ends_playback_finished_is_still_reported_and_the_voice_goes_on(
@@ -219,7 +219,7 @@ async def count_published_frames(stream: rtc.VideoStream, frames: list[rtc.Video
 
 
 async def test_avatar_session_wires_the_runner_into_the_agent_session_and_playback_is_always_reported(
-    server_url: str, phrase: npt.NDArray[np.int16], probe: MouthProbe, monkeypatch: pytest.MonkeyPatch
+    server_url: str, phrase: npt.NDArray[np.int16], mouth_probe: MouthProbe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made: list[RecordingGenerator] = []
 
@@ -265,7 +265,7 @@ async def test_avatar_session_wires_the_runner_into_the_agent_session_and_playba
     assert (replayed.interrupted, replayed.playback_position) == (False, pytest.approx(seconds(phrase)))
     (generator,) = made
     (cleared,) = generator.cleared
-    assert_at_rest_until_the_voice(generator.yielded.since(cleared), probe)
+    assert_at_rest_until_the_voice(generator.yielded.since(cleared), mouth_probe)
 
 
 @pytest.mark.skipif(not os.environ.get("LIVEKIT_URL"), reason="LIVEKIT_URL is not set: no LiveKit server to join")

@@ -43,13 +43,13 @@ def voice(frames: Sequence[Frame]) -> npt.NDArray[np.int16]:
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
 
 
-def openness(probe: MouthProbe, frame: OutputImageRawFrame) -> float:
+def openness(mouth_probe: MouthProbe, frame: OutputImageRawFrame) -> float:
     width, height = frame.size
-    return probe.openness(probe.crop(np.frombuffer(frame.image, np.uint8).reshape(height, width, 3)))
+    return mouth_probe.openness(mouth_probe.crop(np.frombuffer(frame.image, np.uint8).reshape(height, width, 3)))
 
 
 async def test_frames_and_the_voice_come_out_in_step_and_the_voice_matches_what_was_sent(
-    server_url: str, phrase: npt.NDArray[np.int16], probe: MouthProbe
+    server_url: str, phrase: npt.NDArray[np.int16], mouth_probe: MouthProbe
 ) -> None:
     service = EchoMimicVideoService(url=ws_url(server_url))
     down, up = await run_test(
@@ -74,12 +74,12 @@ async def test_frames_and_the_voice_come_out_in_step_and_the_voice_matches_what_
     assert np.mean([frame.metadata["avatar_speaking"] for frame in with_voice]) > 0.8
     pts = [frame.metadata["avatar_pts"] for frame in pictures]
     assert all(later - earlier == pytest.approx(1 / FPS) for earlier, later in itertools.pairwise(pts))
-    assert max(openness(probe, frame) for frame in with_voice) > OPEN
-    assert max(openness(probe, frame) for frame in pictures[: pictures.index(with_voice[0])]) < OPEN
+    assert max(openness(mouth_probe, frame) for frame in with_voice) > OPEN
+    assert max(openness(mouth_probe, frame) for frame in pictures[: pictures.index(with_voice[0])]) < OPEN
 
 
 async def test_an_interruption_stops_the_lips_within_the_barge_in_target_and_the_next_reply_plays(
-    server_url: str, phrase: npt.NDArray[np.int16], probe: MouthProbe
+    server_url: str, phrase: npt.NDArray[np.int16], mouth_probe: MouthProbe
 ) -> None:
     long_reply = np.concatenate([phrase, phrase])
     service = EchoMimicVideoService(url=ws_url(server_url))
@@ -106,7 +106,7 @@ async def test_an_interruption_stops_the_lips_within_the_barge_in_target_and_the
     pictures = images(after)
     resumed = next(position for position, frame in enumerate(pictures) if frame.metadata["avatar_speaking"])
     assert resumed > 0.8 * FPS, "at rest until the next reply, a second later"
-    assert max(openness(probe, frame) for frame in pictures[:resumed]) < OPEN, "the mouth is closed"
+    assert max(openness(mouth_probe, frame) for frame in pictures[:resumed]) < OPEN, "the mouth is closed"
 
     assert_whole_voice(voice(after), phrase)
     assert [type(frame) for frame in after if isinstance(frame, TTSStoppedFrame)] == [TTSStoppedFrame]
