@@ -25,9 +25,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack
 
+import numpy as np
 from websockets.exceptions import ConnectionClosed
 
-from adapters.voice_segments import Pcm16, SegmentEnd, Voice, VoiceSegments
+from adapters.voice_segments import Pcm16, Returned, SegmentEnd, Voice, VoiceSegments
 from server.bot_client import AudioMessage, BotClient, VideoMessage, connect_bot
 from server.bot_protocol import DEFAULT_JPEG_QUALITY, DEFAULT_SAMPLE_RATE, Error, Interrupted, Started
 
@@ -35,11 +36,16 @@ logger = logging.getLogger(__name__)
 
 INTERRUPT_SEND_TIMEOUT = 1.0
 """Seconds an interrupt may wait to be written before the barge-in goes on without it."""
-LOST_VOICE_WAIT = 3.0
+LOST_VOICE_WAIT = 0.5
 """Seconds, beyond the session's playout delay, that an ended utterance may go without voice coming back before
-it is taken as played out with the rest lost."""
+it is taken as played out with the rest lost. Once the bot has ended an utterance, the server can send back at
+most a playout delay of silence it put in before the rest of the voice (silence for a stall is put in where the
+playout had got to), so a longer quiet means the rest is not coming."""
+PLAYED_OUT_MARGIN = 2.0
+"""Seconds beyond the voice still to come back that `played_out` waits, for a slow network or a busy machine."""
 
 LinkOutput = VideoMessage | Voice | SegmentEnd
+_NO_SAMPLES: Pcm16 = np.zeros(0, dtype=np.int16)
 
 
 class AvatarLink:
@@ -106,7 +112,7 @@ class AvatarLink:
 
     async def played_out(self) -> bool:
         """Wait until every utterance sent has played out (as long as what is queued can take); False on time-out."""
-        wait = self._segments.queued + self.started.playout_delay + LOST_VOICE_WAIT
+        wait = self._segments.queued + self.started.playout_delay + LOST_VOICE_WAIT + PLAYED_OUT_MARGIN
         try:
             async with asyncio.timeout(wait):
                 await self._played_out.wait()
@@ -124,21 +130,16 @@ class AvatarLink:
     async def _outputs(self) -> AsyncIterator[LinkOutput]:
         async for message in self._client:
             if isinstance(message, VideoMessage):
+                # Slots skipped before this frame are known now: the audio of every earlier slot came before it.
+                for piece in self._returned(message.pts, _NO_SAMPLES):
+                    yield piece
                 if not message.speaking and not self._segments.clearing:
                     self._cut = False
                 if not self.stale(message):
                     yield message
             elif isinstance(message, AudioMessage):
-                samples = message.samples()
-                first = round(message.pts * self.sample_rate)
-                skipped = 0 if self._next_sample is None else max(0, first - self._next_sample)
-                self._next_sample = first + len(samples)
-                for piece in self._segments.returned(samples, skipped):
-                    if isinstance(piece, Voice):
-                        self._cut = False
+                for piece in self._returned(message.pts, message.samples()):
                     yield piece
-                if not self._segments.pending:
-                    self._played_out.set()
             elif isinstance(message, Interrupted):
                 self._segments.confirm_clear()
             elif isinstance(message, Error):
@@ -147,6 +148,18 @@ class AvatarLink:
         while self._segments.pending:
             yield self._segments.abandon()
         self._played_out.set()
+
+    def _returned(self, pts: float, samples: Pcm16) -> list[Returned]:
+        """The voice in audio that starts at media time `pts`, after silence for any slots skipped before it."""
+        first = round(pts * self.sample_rate)
+        skipped = 0 if self._next_sample is None else max(0, first - self._next_sample)
+        self._next_sample = first + len(samples)
+        pieces = self._segments.returned(samples, skipped)
+        if any(isinstance(piece, Voice) for piece in pieces):
+            self._cut = False
+        if not self._segments.pending:
+            self._played_out.set()
+        return pieces
 
     async def aclose(self) -> None:
         """End the session (it is closed cleanly, reading what the server still sends)."""

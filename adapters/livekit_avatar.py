@@ -18,9 +18,11 @@ with them, through the runner's `AVSynchronizer`) as the agent's camera and micr
 - iterating it yields `rtc.VideoFrame`s (RGBA) all the time, at the session's frame rate, the speaking portrait
   or the portrait at rest; `rtc.AudioFrame`s of the voice, each after the frame it plays with; and an
   `AudioSegmentEnd` when an utterance has played out, always, even when part of it was lost;
-- `clear_buffer()` (barge-in) returns as soon as the interrupt is written, at most `INTERRUPT_SEND_TIMEOUT`
-  later, and never raises: nothing of the interrupted utterances is yielded after it, neither voice nor speaking
-  frames, and no `AudioSegmentEnd` for them (the runner reports them interrupted).
+- `clear_buffer()` (barge-in) never raises and returns once the interrupt is written and the runner has finished
+  with the frame it took before (it counts the playback position as it hands frames on, and restarts the count
+  after `clear_buffer`), at most `INTERRUPT_SEND_TIMEOUT` + `HAND_ON_WAIT` later: nothing of the interrupted
+  utterances is yielded after it, neither voice nor speaking frames, and no `AudioSegmentEnd` for them (the runner
+  reports them interrupted).
 
 When the avatar session ends (the server shut down or the network went), the generator goes on: the voice it is
 given is yielded as it comes, with its segment ends, so the agent keeps talking and hears its playback finish,
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Any
 
 import cv2
@@ -54,6 +57,8 @@ from server.bot_protocol import DEFAULT_JPEG_QUALITY, DEFAULT_SAMPLE_RATE
 logger = logging.getLogger(__name__)
 
 GeneratorOutput = rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd
+HAND_ON_WAIT = 0.5
+"""Seconds `clear_buffer` waits for the consumer to finish with the item it took last."""
 
 
 class EchoMimicVideoGenerator(VideoGenerator):
@@ -64,6 +69,9 @@ class EchoMimicVideoGenerator(VideoGenerator):
         self._without_avatar: asyncio.Queue[rtc.AudioFrame | AudioSegmentEnd] = asyncio.Queue()
         self._resampler: rtc.AudioResampler | None = None
         self._resampler_rate = 0
+        self._handed_on = asyncio.Event()
+        """The consumer has finished with the last item yielded (it asked for the next)."""
+        self._handed_on.set()
 
     @property
     def options(self) -> AvatarOptions:
@@ -96,9 +104,18 @@ class EchoMimicVideoGenerator(VideoGenerator):
             self._without_avatar.get_nowait()
         self._resampler = None  # its filter holds the cut speech's last samples
         await self._link.interrupt()
+        with suppress(TimeoutError):
+            async with asyncio.timeout(HAND_ON_WAIT):
+                await self._handed_on.wait()
 
     def __aiter__(self) -> AsyncIterator[GeneratorOutput]:
-        return self._outputs()
+        return self._handing_on()
+
+    async def _handing_on(self) -> AsyncIterator[GeneratorOutput]:
+        async for output in self._outputs():
+            self._handed_on.clear()
+            yield output
+            self._handed_on.set()
 
     async def _outputs(self) -> AsyncIterator[GeneratorOutput]:
         async for output in self._link:

@@ -11,8 +11,10 @@ silence, exactly. An utterance starts at its first voice sample and ends at the 
 it was sent with; what lies between, silence the server put in where the bot fell behind real time included,
 belongs to it. Where the server skipped frame slots (it fell behind: their voice never comes), the caller says
 how many samples were skipped, and silence of that length takes the voice's place, so what is played keeps the
-frames' timing and the utterance its length. An utterance that stops coming back part way for any other reason
-is ended after `quiet_limit` seconds without voice, so its end is always reported.
+frames' timing and the utterance its length; where the skipped slots held its first samples (before any came
+back), the silence goes at its end, once its voice stops short by no more than was skipped. An utterance that
+stops coming back part way for any other reason (the server dropped its samples) is ended after `quiet_limit`
+seconds without voice, so its end is always reported.
 
 `clear()` (barge-in) forgets every utterance at once; until the server has confirmed the interrupt
 (`confirm_clear()`), the voice still on its way is old and is ignored.
@@ -65,6 +67,8 @@ class _Utterance:
     """Its first voice sample has come back."""
     quiet: int = 0
     """Samples without voice since the bot ended it or since its last voice sample, whichever is later."""
+    skipped_before_start: int = 0
+    """Samples of slots the server skipped before its first voice sample came back: its start may be in them."""
 
     @property
     def missing(self) -> int:
@@ -163,9 +167,20 @@ class VoiceSegments:
                 position = first
             end = self._utterance_end(utterance, voiced, position)
             heard = int(np.count_nonzero(voiced[position:end]))
+            voice_end = position + _last_voiced(voiced[position:end])
+            unheard = utterance.missing - heard
+            if utterance.ended and voice_end < end and 0 < unheard <= utterance.skipped_before_start:
+                # The voice stopped short by no more than was skipped before it was first heard: that is where
+                # the rest went. Its silence goes at the end, so the utterance keeps its length.
+                utterance.heard += heard
+                utterance.lost += unheard
+                utterance.played += voice_end - position + unheard
+                out.append(Voice(np.concatenate([pcm[position:voice_end], np.zeros(unheard, dtype=np.int16)])))
+                position = voice_end
+                continue
             if heard:
                 utterance.quiet = 0
-            self._count_quiet(utterance, end - position - _last_voiced(voiced[position:end]))
+            self._count_quiet(utterance, end - voice_end)
             utterance.heard += heard
             utterance.played += end - position
             out.append(Voice(pcm[position:end]))
@@ -173,9 +188,13 @@ class VoiceSegments:
         return out
 
     def _skip(self, samples: int, out: list[Returned]) -> None:
-        """Silence for the voice the server skipped, in the utterance playing (one not started yet cannot tell)."""
+        """Silence for the voice the server skipped, in the utterance playing. Before its first voice sample
+        has come back it cannot tell whether any was skipped: that is noted, and settled when its voice stops."""
         utterance = self._utterances[0] if self._utterances else None
-        if utterance is None or not utterance.started or (utterance.ended and not utterance.missing):
+        if utterance is None or (utterance.ended and not utterance.missing):
+            return
+        if not utterance.started:
+            utterance.skipped_before_start += samples
             return
         if utterance.missing:
             filled = min(samples, utterance.missing)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 import uvicorn
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pipecat.frames.frames import Frame, TTSAudioRawFrame, TTSStartedFrame, TTSStoppedFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -115,17 +117,29 @@ async def run_bot(connection: SmallWebRTCConnection, args: argparse.Namespace) -
 
 
 def create_app(args: argparse.Namespace) -> FastAPI:
-    app = FastAPI()
     webrtc = SmallWebRTCRequestHandler()
+    bots: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for bot in bots:
+            bot.cancel()
+        await asyncio.gather(*bots, return_exceptions=True)
+        await webrtc.close()  # type: ignore[no-untyped-call]  # pipecat leaves it unannotated
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
         return PAGE.read_text()
 
     @app.post("/api/offer")
-    async def offer(request: SmallWebRTCRequest, background: BackgroundTasks) -> object:
+    async def offer(request: SmallWebRTCRequest) -> object:
         async def start(connection: SmallWebRTCConnection) -> None:
-            background.add_task(run_bot, connection, args)
+            bot = asyncio.create_task(run_bot(connection, args))
+            bots.add(bot)
+            bot.add_done_callback(bots.discard)
 
         return await webrtc.handle_web_request(request=request, webrtc_connection_callback=start)
 

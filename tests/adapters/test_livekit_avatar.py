@@ -80,6 +80,7 @@ async def generating(server_url: str) -> AsyncIterator[tuple[EchoMimicVideoGener
     yielded = Yielded()
     collecting = asyncio.create_task(yielded.collect(generator))
     try:
+        await yielded.until(lambda items: len(items) >= 10, 10.0)  # the session's first frames, at rest
         yield generator, yielded
     finally:
         collecting.cancel()
@@ -98,7 +99,6 @@ async def test_the_generator_yields_frames_and_the_voice_it_was_given_then_the_s
 ) -> None:
     async with generating(server_url) as (generator, yielded):
         assert generator.options.video_width == 512 and generator.options.video_fps == FPS
-        await yielded.until(lambda items: len(items) >= 10, 10.0)
         await say(generator, phrase)
         await yielded.until(lambda items: any(isinstance(item, AudioSegmentEnd) for item in items), seconds(phrase) + 5)
 
@@ -236,6 +236,7 @@ async def test_avatar_session_wires_the_runner_into_the_agent_session_and_playba
     try:
         output = agent_session.output.audio
         assert isinstance(output, QueueAudioOutput), "the agent speaks into the avatar"
+        await asyncio.sleep(0.5)  # the session's first frames, at rest, before the agent speaks
         await speak_through(output, phrase)
         await asyncio.wait_for(room.local_participant.published.wait(), 10.0)
         (track,) = [track for track in room.local_participant.tracks if isinstance(track, rtc.LocalVideoTrack)]

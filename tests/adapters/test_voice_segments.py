@@ -180,3 +180,23 @@ def test_interleaved_channels_are_mixed_to_mono() -> None:
     stereo = np.array([[100, 300], [-5, -6], [0, 0]], dtype=np.int16)
     assert mono_pcm(stereo.tobytes(), 2).tolist() == [200, -6, 0]
     assert mono_pcm(stereo.tobytes(), 1).tolist() == stereo.reshape(-1).tolist()
+
+
+def test_a_start_lost_in_skipped_slots_is_made_up_with_silence_at_the_end() -> None:
+    segments = VoiceSegments(RATE, quiet_limit=1.0)
+    sent = segments.outgoing(voice(3000, seed=13))
+    segments.end_utterance()
+    returned = timeline((SLOT + 100, sent), length=12 * SLOT)  # it starts in the slots skipped below
+
+    outputs = [
+        *segments.returned(returned[:SLOT]),
+        *segments.returned(returned[3 * SLOT : 4 * SLOT], skipped=2 * SLOT),
+        *play(segments, returned[4 * SLOT :]),
+    ]
+
+    played = voice_of(outputs)
+    heard = sent[2 * SLOT - 100 :]
+    assert len(played) == len(sent), "the utterance keeps its length"
+    assert np.array_equal(played[: len(heard)], heard) and not played[len(heard) :].any()
+    assert ends(outputs) == [SegmentEnd(3000 / RATE, complete=False)]
+    assert isinstance(outputs[-1], SegmentEnd) and len(voice_of(outputs[:-1])) == len(sent), "ended at once"
