@@ -31,6 +31,7 @@ def fake_render_clip(
     progress: ProgressCallback | None = None,
     *,
     size: int,
+    num_inference_steps: int,
 ) -> npt.NDArray[np.uint8]:
     frame_count = int(np.ceil(len(waveform_16k) / 16_000 * fps))
     assert progress is not None

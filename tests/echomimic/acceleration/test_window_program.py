@@ -21,7 +21,7 @@ from echomimic.acceleration.window_program import (
     export_window_program,
     flatten_window_inputs,
 )
-from echomimic.live_sampler import PinnedFrames, WindowInputs, denoise_windows
+from echomimic.live_sampler import DenoisingUNet, PinnedFrames, WindowInputs, denoise_windows
 from echomimic.models import EchoUNet3DConditionModel, ReferenceBanks, ReferenceUNet2DConditionModel
 from echomimic.pipelines.pipeline_echomimic import EchoMimicPipeline
 from echomimic.weights import load_echomimic
@@ -85,19 +85,16 @@ def test_unet_exports_at_the_quality_window_and_matches_eager(
 def test_an_engine_swaps_into_the_live_sampler(
     pipeline: EchoMimicPipeline, exported: torch.export.ExportedProgram
 ) -> None:
-    """A fixed-shape program (the exported UNet, as a TensorRT engine built from it would be) replaces
-    `pipeline.denoising_unet`, and a live window, context pinned to shown latents, comes out unchanged."""
+    """A fixed-shape program (the exported UNet, as a TensorRT engine built from it would be) is the live sampler's
+    UNet, and a live window, context pinned to shown latents, comes out unchanged."""
     unet = pipeline.denoising_unet
-    expected = _live_window(pipeline)
+    expected = _live_window(pipeline, unet)
     choice = BackendChoice(Backend.TENSORRT, "the exported program stands in for an engine")
-    pipeline.denoising_unet = AcceleratedUNet(unet, choice, window_programs={QUALITY_WINDOW: exported.module()})  # type: ignore[assignment]
-    try:
-        torch.testing.assert_close(_live_window(pipeline), expected, atol=ATOL, rtol=RTOL)
-    finally:
-        pipeline.denoising_unet = unet
+    accelerated = AcceleratedUNet(unet, choice, window_programs={QUALITY_WINDOW: exported.module()})
+    torch.testing.assert_close(_live_window(pipeline, accelerated), expected, atol=ATOL, rtol=RTOL)
 
 
-def _live_window(pipeline: EchoMimicPipeline) -> torch.Tensor:
+def _live_window(pipeline: EchoMimicPipeline, unet: DenoisingUNet) -> torch.Tensor:
     rng = np.random.default_rng(5)
     frames, height, width = QUALITY_WINDOW.frames, QUALITY_WINDOW.latent_height, QUALITY_WINDOW.latent_width
     image = rng.integers(0, 256, (8 * height, 8 * width, 3), dtype=np.uint8)
@@ -115,7 +112,7 @@ def _live_window(pipeline: EchoMimicPipeline) -> torch.Tensor:
             torch.from_numpy(rng.standard_normal((1, 4, context, height, width), dtype=np.float32)),
         ),
     )
-    (latents,) = denoise_windows(pipeline, [window], num_inference_steps=2, guidance_scale=1.0)
+    (latents,) = denoise_windows(pipeline, unet, [window], num_inference_steps=2, guidance_scale=1.0)
     assert latents is not None
     return latents
 
