@@ -3,9 +3,10 @@
 Each session's render thread hands its window to `WindowBatcher.run` and waits. The first thread to find the
 model free becomes the leader: it takes the oldest waiting window and every other waiting window of the same
 length (up to `max_batch`), and under the model lock prepares each one (its `prepare` step: encoding frames to
-latents, whisper features), denoises them as one batch, decodes all their new frames together, and hands each
-session its own result. Then it leaves, or leads again if its own window was not among those taken. No thread is
-added, and a lone session runs exactly as it would without batching.
+latents, whisper features), denoises them as one batch, decodes all their new frames together and starts their
+copy to the host. It hands the lead on as it leaves the lock, so the next batch is queued on the GPU while these
+frames cross to the host; then it gives each session its own result, and leaves, or leads again if its own window
+was not among those taken. No thread is added, and a lone session runs exactly as it would without batching.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from echomimic.acceleration.host_transfer import PendingFrames, start_frame_transfer
 from echomimic.acceleration.tiny_decoder import FrameDecoder
 from echomimic.live_sampler import DenoisingUNet, WindowInputs, denoise_windows
 from echomimic.pipelines.pipeline_echomimic import EchoMimicPipeline
@@ -80,20 +82,16 @@ class WindowBatcher:
         with self._changed:
             self._waiting.append(job)
             while not job.done:
-                if self._leading:
+                if self._leading or job not in self._waiting:  # in someone's batch already, or someone leads
                     self._changed.wait()
                     continue
                 self._leading = True
                 batch = self._take_batch()
                 self._changed.release()
                 try:
-                    self._render(batch)
-                except BaseException as error:  # every session in the batch sees the failure, not only the leader's
-                    for taken in batch:
-                        taken.error = error
+                    self._lead(batch)
                 finally:
                     self._changed.acquire()
-                    self._leading = False
                     for taken in batch:
                         taken.done = True
                     self._changed.notify_all()
@@ -108,19 +106,39 @@ class WindowBatcher:
         self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
         return batch
 
-    def _render(self, batch: list[WindowJob]) -> None:
-        with self._model_lock:
-            inputs = [job.prepare() for job in batch]
-            latents = denoise_windows(self._pipeline, self._unet, inputs, self._steps, self._guidance)
-            finished = [(job, window) for job, window in zip(batch, latents, strict=True) if window is not None]
-            if not finished:
-                return
-            new_frames = torch.cat([window[:, :, job.decode_from :] for job, window in finished], dim=2)
-            pictures = self._decoder.decode(new_frames)  # [F, 3, H, W] in [0, 1], on the device
-            # Converted on the device, then one transfer to the host for the whole batch.
-            images = (pictures * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        start = 0
-        for job, window in finished:
-            count = job.num_frames - job.decode_from
-            job.result = RenderedWindow(window, images[start : start + count])
-            start += count
+    def _lead(self, batch: list[WindowJob]) -> None:
+        """Render `batch`, handing the lead on as soon as its GPU work is queued, before its frames reach the host;
+        a failure reaches every session in the batch, not only the leader's."""
+        try:
+            try:
+                with self._model_lock:
+                    queued = self._queue(batch)
+            finally:
+                self._hand_on_lead()
+            if queued is not None:
+                finished, pending = queued
+                images = pending.wait()
+                start = 0
+                for job, window in finished:
+                    count = job.num_frames - job.decode_from
+                    job.result = RenderedWindow(window, images[start : start + count])
+                    start += count
+        except BaseException as error:
+            for taken in batch:
+                taken.error = error
+
+    def _queue(self, batch: list[WindowJob]) -> tuple[list[tuple[WindowJob, torch.Tensor]], PendingFrames] | None:
+        """Sample and decode the batch and start the frames' copy to the host; None when every window was stopped."""
+        inputs = [job.prepare() for job in batch]
+        latents = denoise_windows(self._pipeline, self._unet, inputs, self._steps, self._guidance)
+        finished = [(job, window) for job, window in zip(batch, latents, strict=True) if window is not None]
+        if not finished:
+            return None
+        new_frames = torch.cat([window[:, :, job.decode_from :] for job, window in finished], dim=2)
+        pictures = self._decoder.decode(new_frames)  # [F, 3, H, W] in [0, 1], on the device
+        return finished, start_frame_transfer(pictures)
+
+    def _hand_on_lead(self) -> None:
+        with self._changed:
+            self._leading = False
+            self._changed.notify_all()

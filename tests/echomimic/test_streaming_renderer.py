@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 import echomimic.window_batcher
+from echomimic.acceleration.host_transfer import PendingFrames
 from echomimic.acceleration.profiles import QUALITY
 from echomimic.live_avatar import EchoMimicAvatar, idle_frame
 from echomimic.live_sampler import WindowInputs
@@ -310,6 +311,42 @@ def test_windows_of_sessions_ready_together_run_as_one_batch_with_the_same_resul
         assert latents is not None
         torch.testing.assert_close(latents, expected_latents, atol=1e-4 * float(expected_latents.abs().max()), rtol=0)
         assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(frames, expected, strict=True)) <= 2
+
+
+def test_the_next_batch_reaches_the_model_while_frames_still_cross_to_the_host(
+    renderer: EchoMimicRenderer, avatar: EchoMimicAvatar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copying, copied = threading.Event(), threading.Event()
+    start_transfer = echomimic.window_batcher.start_frame_transfer
+
+    class SlowCopy:
+        """The first window's frames take until the test says so to reach the host."""
+
+        def __init__(self, pending: PendingFrames) -> None:
+            self.pending = pending
+
+        def wait(self) -> RgbImage:
+            copying.set()
+            copied.wait(timeout=60)
+            return self.pending.wait()
+
+    def slow_first_copy(pictures: torch.Tensor) -> PendingFrames | SlowCopy:
+        pending = start_transfer(pictures)
+        return pending if copying.is_set() else SlowCopy(pending)
+
+    monkeypatch.setattr(echomimic.window_batcher, "start_frame_transfer", slow_first_copy)
+    speakers = [Speaker(renderer.open_session(avatar)) for _ in range(2)]
+    windows = [speaker.window() for speaker in speakers]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        try:
+            first = pool.submit(speakers[0].session.render_window, windows[0])
+            assert copying.wait(timeout=60), "the first window never started its copy to the host"
+            second = pool.submit(speakers[1].session.render_window, windows[1])
+            assert len(second.result(timeout=60)) == WINDOW.frames, "the second window waited for the first's copy"
+            assert not first.done()
+        finally:
+            copied.set()
+        assert len(first.result(timeout=60)) == WINDOW.frames
 
 
 def test_a_frame_gets_the_same_noise_in_every_window() -> None:
