@@ -19,6 +19,7 @@ from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
 from tests.server.fake_renderer import LoudnessRenderer
+from tests.server.fuzzing import inputs_tried
 from tests.streaming.signals import spoken, write_wav
 
 SPOKEN_TEXT = "Hello, my name is Eileen. I fly to space, and I like to talk about it."
@@ -71,3 +72,12 @@ async def serving(settings: ServerSettings, renderer: Renderer[Any] | None = Non
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://echolive.test") as http,
     ):
         yield http
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many inputs each fuzz property was tried on in this run."""
+    if inputs_tried:
+        terminalreporter.section("fuzz inputs tried")
+        for prop, count in sorted(inputs_tried.items()):
+            terminalreporter.write_line(f"{count:6d}  {prop}")
+        terminalreporter.write_line(f"{sum(inputs_tried.values()):6d}  in all")
