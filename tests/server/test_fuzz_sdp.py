@@ -6,7 +6,7 @@ exception or a session left behind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +146,27 @@ def test_a_hostile_offer_is_negotiated_or_refused_with_a_json_4xx(
     sdp = data.draw(hostile_offers(offer_sdp), label="sdp")
     tried("hostile SDP offer (POST /api/sessions)")
     post_offer(client, sdp)
+    logs.assert_quiet()
+    assert_no_sessions(client)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda sdp: sdp.replace("a=mid:0\r\n", "", 1), id="a-section-without-mid"),
+        pytest.param(lambda sdp: sdp.replace("a=mid:1\r\n", "a=mid:0\r\n", 1), id="two-sections-one-mid"),
+        pytest.param(lambda sdp: sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 7", 1), id="bundle-stranger"),
+    ],
+)
+def test_an_offer_whose_sections_cannot_be_told_apart_is_refused_with_400(
+    client: TestClient, logs: LogWatcher, offer_sdp: str, spoil: Callable[[str], str]
+) -> None:
+    """Found by the fuzzer: aiortc answered such an offer with a 500 (and a failed task in the log)."""
+    spoiled = spoil(offer_sdp)
+    assert spoiled != offer_sdp
+    response = client.post("/api/sessions", json={"sdp": spoiled, "type": "offer"})
+    assert_json_error(response)
+    assert response.json()["error"]["code"] == "malformed_sdp"
     logs.assert_quiet()
     assert_no_sessions(client)
 
