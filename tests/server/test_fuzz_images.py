@@ -99,8 +99,8 @@ def logs() -> Iterator[LogWatcher]:
 def test_a_corrupt_portrait_is_accepted_or_refused_with_a_json_4xx(
     client: TestClient, logs: LogWatcher, image: bytes
 ) -> None:
-    tried("corrupt portrait (POST /api/avatars)")
     response = client.post("/api/avatars", files={"image": ("portrait.png", image, "image/png")})
+    tried(f"corrupt portrait (POST /api/avatars) → {response.status_code}")
     if response.status_code != 201:
         assert_json_error(response)
     logs.assert_quiet()

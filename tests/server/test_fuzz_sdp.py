@@ -130,12 +130,14 @@ def hostile_offers(draw: st.DrawFn, sdp: str) -> str:
     return draw(st.sampled_from(["\r\n", "\n"])).join(lines) + "\r\n"
 
 
-def post_offer(client: TestClient, sdp: str) -> None:
+def post_offer(client: TestClient, sdp: str) -> int:
+    """The status the offer got; a session it started is hung up."""
     response = client.post("/api/sessions", json={"sdp": sdp, "type": "offer"})
     if response.status_code == 201:
         assert client.delete(f"/api/sessions/{response.json()['session_id']}").status_code == 204
     else:
         assert_json_error(response)
+    return response.status_code
 
 
 @examples(80)
@@ -144,10 +146,40 @@ def test_a_hostile_offer_is_negotiated_or_refused_with_a_json_4xx(
     client: TestClient, logs: LogWatcher, offer_sdp: str, data: st.DataObject
 ) -> None:
     sdp = data.draw(hostile_offers(offer_sdp), label="sdp")
-    tried("hostile SDP offer (POST /api/sessions)")
-    post_offer(client, sdp)
+    status = post_offer(client, sdp)
+    tried(f"hostile SDP offer (POST /api/sessions) → {status}")
     logs.assert_quiet()
     assert_no_sessions(client)
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory, offer_sdp: str) -> Iterator[tuple[TestClient, str]]:
+    """A server with one session for viewers to join; its ICE never connects, and it waits long enough not to
+    mind."""
+    directory: Path = tmp_path_factory.mktemp("fuzz-viewers")
+    settings = ServerSettings(avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=600)
+    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as test_client:
+        answer = test_client.post("/api/sessions", json={"sdp": offer_sdp, "type": "offer"})
+        assert answer.status_code == 201, answer.text
+        yield test_client, answer.json()["session_id"]
+
+
+@examples(40)
+@given(data=st.data())
+def test_a_hostile_viewer_offer_joins_or_is_refused_with_a_json_4xx(
+    watched: tuple[TestClient, str], logs: LogWatcher, offer_sdp: str, data: st.DataObject
+) -> None:
+    client, session_id = watched
+    sdp = data.draw(hostile_offers(offer_sdp.replace("a=sendrecv", "a=recvonly")), label="sdp")
+    response = client.post(f"/api/sessions/{session_id}/viewers", json={"sdp": sdp, "type": "offer"})
+    tried(f"hostile SDP viewer offer (POST /api/sessions/{{id}}/viewers) → {response.status_code}")
+    if response.status_code == 201:
+        viewer = response.json()["viewer_id"]
+        assert client.delete(f"/api/sessions/{session_id}/viewers/{viewer}").status_code == 204
+    else:
+        assert_json_error(response)
+    logs.assert_quiet()
+    assert [session["viewers"] for session in client.get("/api/sessions").json()["sessions"]] == [0]
 
 
 @pytest.mark.parametrize(
