@@ -12,11 +12,16 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from httpx2 import Response
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.settings import ServerSettings
+from tests.server.fake_renderer import LoudnessRenderer
 
 _SHARED = {
     "deadline": None,
@@ -48,6 +53,16 @@ def examples(count: int) -> settings:
 
 def tried(prop: str) -> None:
     inputs_tried[prop] += 1
+
+
+@contextmanager
+def app_client(directory: Path, media_timeout: float = 5.0) -> Iterator[TestClient]:
+    """The app with the fake renderer, its lifespan running, behind Starlette's in-process client."""
+    settings = ServerSettings(
+        avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=media_timeout
+    )
+    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as client:
+        yield client
 
 
 def assert_json_error(response: Response) -> None:

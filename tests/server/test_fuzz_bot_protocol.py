@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from server.app import create_app
 from server.bot_protocol import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
@@ -28,9 +26,7 @@ from server.bot_protocol import (
     parse_control,
     parse_event,
 )
-from server.settings import ServerSettings
-from tests.server.fake_renderer import LoudnessRenderer
-from tests.server.fuzzing import LogWatcher, assert_no_sessions, examples, json_values, tried, watching_logs
+from tests.server.fuzzing import LogWatcher, app_client, assert_no_sessions, examples, json_values, tried
 
 absurd_numbers = st.sampled_from([0, 1, -1, -16_000, 10**9, 2**63, 16_000.0, 0.5, float("inf"), "16000", True, None])
 start_bodies = st.fixed_dictionaries(
@@ -79,16 +75,8 @@ def test_a_control_message_parses_or_is_refused_with_a_protocol_error(text: str)
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    directory: Path = tmp_path_factory.mktemp("fuzz-bots")
-    settings = ServerSettings(avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=5.0)
-    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as test_client:
+    with app_client(tmp_path_factory.mktemp("fuzz-bots")) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="module")
-def logs() -> Iterator[LogWatcher]:
-    with watching_logs() as watcher:
-        yield watcher
 
 
 valid_start = st.builds(
@@ -107,7 +95,7 @@ scripts = st.lists(client_messages, max_size=8)
 @example(script=[json.dumps({"type": "start", "protocol": 1}), "[" * 100_000, '{"type": "flush"}'])
 @example(script=["[" * 100_000])
 def test_any_script_on_the_socket_gets_events_and_a_proper_close_and_leaks_no_session(
-    client: TestClient, logs: LogWatcher, script: list[str | bytes]
+    client: TestClient, error_logs: LogWatcher, script: list[str | bytes]
 ) -> None:
     tried("bot socket script (WS /api/ws)")
     received: list[Any] = []
@@ -126,7 +114,7 @@ def test_any_script_on_the_socket_gets_events_and_a_proper_close_and_leaks_no_se
             event = parse_event(frame["text"])
             if isinstance(event, Error):
                 assert event.code and event.message
-    logs.assert_quiet()
+    error_logs.assert_quiet()
     assert_no_sessions(client)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,17 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from server.app import create_app
-from server.settings import ServerSettings
-from tests.server.fake_renderer import LoudnessRenderer
 from tests.server.fuzzing import (
     LogWatcher,
+    app_client,
     assert_json_error,
     assert_no_sessions,
     examples,
     json_values,
     tried,
-    watching_logs,
 )
 
 CONTENT_TYPES = [
@@ -53,16 +49,8 @@ class Operation:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    directory: Path = tmp_path_factory.mktemp("fuzz-http")
-    settings = ServerSettings(avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=5.0)
-    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as test_client:
+    with app_client(tmp_path_factory.mktemp("fuzz-http")) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="module")
-def logs() -> Iterator[LogWatcher]:
-    with watching_logs() as watcher:
-        yield watcher
 
 
 def schema_of(client: TestClient) -> dict[str, Any]:
@@ -171,7 +159,7 @@ def test_the_generator_covers_every_documented_operation(client: TestClient) -> 
 @examples(150)
 @given(data=st.data())
 def test_any_request_to_a_documented_operation_gets_a_success_or_a_json_4xx(
-    client: TestClient, logs: LogWatcher, data: st.DataObject
+    client: TestClient, error_logs: LogWatcher, data: st.DataObject
 ) -> None:
     operation, url, arguments = data.draw(requests(schema_of(client)), label="request")
     tried(f"HTTP {operation}")
@@ -182,5 +170,5 @@ def test_any_request_to_a_documented_operation_gets_a_success_or_a_json_4xx(
         assert response.status_code < 300, (response.status_code, response.text[:300])
     if operation.method == "post" and operation.path == "/api/sessions" and response.status_code == 201:
         assert client.delete(f"/api/sessions/{response.json()['session_id']}").status_code == 204
-    logs.assert_quiet()
+    error_logs.assert_quiet()
     assert_no_sessions(client)

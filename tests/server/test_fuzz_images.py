@@ -8,7 +8,6 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given
@@ -16,11 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from starlette.testclient import TestClient
 
-from server.app import create_app
-from server.settings import ServerSettings
 from streaming.lite.default_portrait import default_portrait_path
-from tests.server.fake_renderer import LoudnessRenderer
-from tests.server.fuzzing import LogWatcher, assert_json_error, examples, tried, watching_logs
+from tests.server.fuzzing import LogWatcher, app_client, assert_json_error, examples, tried
 
 PORTRAIT_SIDE = 160
 """Small, so that an upload that survives its corruption costs little face detection."""
@@ -76,16 +72,8 @@ def corrupt_images(draw: st.DrawFn) -> bytes:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    directory: Path = tmp_path_factory.mktemp("fuzz-images")
-    settings = ServerSettings(avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=5.0)
-    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as test_client:
+    with app_client(tmp_path_factory.mktemp("fuzz-images")) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="module")
-def logs() -> Iterator[LogWatcher]:
-    with watching_logs() as watcher:
-        yield watcher
 
 
 @examples(80)
@@ -97,13 +85,13 @@ def logs() -> Iterator[LogWatcher]:
 @example(image=PORTRAITS["jpeg"][:2])
 @example(image=b"")
 def test_a_corrupt_portrait_is_accepted_or_refused_with_a_json_4xx(
-    client: TestClient, logs: LogWatcher, image: bytes
+    client: TestClient, error_logs: LogWatcher, image: bytes
 ) -> None:
     response = client.post("/api/avatars", files={"image": ("portrait.png", image, "image/png")})
     tried(f"corrupt portrait (POST /api/avatars) → {response.status_code}")
     if response.status_code != 201:
         assert_json_error(response)
-    logs.assert_quiet()
+    error_logs.assert_quiet()
 
 
 def test_the_uncorrupted_portraits_are_accepted(client: TestClient) -> None:

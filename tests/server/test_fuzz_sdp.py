@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +15,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from server.app import create_app
-from server.settings import ServerSettings
 from server.signalling import MAX_SDP_LENGTH
 from server.speaking_track import SpeakingTrack
-from tests.server.fake_renderer import LoudnessRenderer
-from tests.server.fuzzing import LogWatcher, assert_json_error, assert_no_sessions, examples, tried, watching_logs
+from tests.server.fuzzing import LogWatcher, app_client, assert_json_error, assert_no_sessions, examples, tried
 
 HOSTILE_LINES = [
     "m=audio 99999999 UDP/TLS/RTP/SAVPF 111",
@@ -89,16 +85,8 @@ def offer_sdp() -> str:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    directory: Path = tmp_path_factory.mktemp("fuzz-sdp")
-    settings = ServerSettings(avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=5.0)
-    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as test_client:
+    with app_client(tmp_path_factory.mktemp("fuzz-sdp")) as test_client:
         yield test_client
-
-
-@pytest.fixture(scope="module")
-def logs() -> Iterator[LogWatcher]:
-    with watching_logs() as watcher:
-        yield watcher
 
 
 @st.composite
@@ -143,12 +131,12 @@ def post_offer(client: TestClient, sdp: str) -> int:
 @examples(80)
 @given(data=st.data())
 def test_a_hostile_offer_is_negotiated_or_refused_with_a_json_4xx(
-    client: TestClient, logs: LogWatcher, offer_sdp: str, data: st.DataObject
+    client: TestClient, error_logs: LogWatcher, offer_sdp: str, data: st.DataObject
 ) -> None:
     sdp = data.draw(hostile_offers(offer_sdp), label="sdp")
     status = post_offer(client, sdp)
     tried(f"hostile SDP offer (POST /api/sessions) → {status}")
-    logs.assert_quiet()
+    error_logs.assert_quiet()
     assert_no_sessions(client)
 
 
@@ -156,9 +144,7 @@ def test_a_hostile_offer_is_negotiated_or_refused_with_a_json_4xx(
 def watched(tmp_path_factory: pytest.TempPathFactory, offer_sdp: str) -> Iterator[tuple[TestClient, str]]:
     """A server with one session for viewers to join; its ICE never connects, and it waits long enough not to
     mind."""
-    directory: Path = tmp_path_factory.mktemp("fuzz-viewers")
-    settings = ServerSettings(avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=600)
-    with TestClient(create_app(settings, renderer=LoudnessRenderer())) as test_client:
+    with app_client(tmp_path_factory.mktemp("fuzz-viewers"), media_timeout=600) as test_client:
         answer = test_client.post("/api/sessions", json={"sdp": offer_sdp, "type": "offer"})
         assert answer.status_code == 201, answer.text
         yield test_client, answer.json()["session_id"]
@@ -167,7 +153,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory, offer_sdp: str) -> Iterato
 @examples(40)
 @given(data=st.data())
 def test_a_hostile_viewer_offer_joins_or_is_refused_with_a_json_4xx(
-    watched: tuple[TestClient, str], logs: LogWatcher, offer_sdp: str, data: st.DataObject
+    watched: tuple[TestClient, str], error_logs: LogWatcher, offer_sdp: str, data: st.DataObject
 ) -> None:
     client, session_id = watched
     sdp = data.draw(hostile_offers(offer_sdp.replace("a=sendrecv", "a=recvonly")), label="sdp")
@@ -178,7 +164,7 @@ def test_a_hostile_viewer_offer_joins_or_is_refused_with_a_json_4xx(
         assert client.delete(f"/api/sessions/{session_id}/viewers/{viewer}").status_code == 204
     else:
         assert_json_error(response)
-    logs.assert_quiet()
+    error_logs.assert_quiet()
     assert [session["viewers"] for session in client.get("/api/sessions").json()["sessions"]] == [0]
 
 
@@ -191,7 +177,7 @@ def test_a_hostile_viewer_offer_joins_or_is_refused_with_a_json_4xx(
     ],
 )
 def test_an_offer_whose_sections_cannot_be_told_apart_is_refused_with_400(
-    client: TestClient, logs: LogWatcher, offer_sdp: str, spoil: Callable[[str], str]
+    client: TestClient, error_logs: LogWatcher, offer_sdp: str, spoil: Callable[[str], str]
 ) -> None:
     """Found by the fuzzer: aiortc answered such an offer with a 500 (and a failed task in the log)."""
     spoiled = spoil(offer_sdp)
@@ -199,7 +185,7 @@ def test_an_offer_whose_sections_cannot_be_told_apart_is_refused_with_400(
     response = client.post("/api/sessions", json={"sdp": spoiled, "type": "offer"})
     assert_json_error(response)
     assert response.json()["error"]["code"] == "malformed_sdp"
-    logs.assert_quiet()
+    error_logs.assert_quiet()
     assert_no_sessions(client)
 
 
@@ -210,10 +196,10 @@ def test_an_offer_whose_sections_cannot_be_told_apart_is_refused_with_400(
 @example(sdp="\x00" * 1000)
 @example(sdp="v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
 def test_an_offer_that_is_not_sdp_at_all_is_refused_with_a_json_4xx(
-    client: TestClient, logs: LogWatcher, sdp: str
+    client: TestClient, error_logs: LogWatcher, sdp: str
 ) -> None:
     tried("non-SDP offer (POST /api/sessions)")
     response = client.post("/api/sessions", json={"sdp": sdp, "type": "offer"})
     assert_json_error(response)
-    logs.assert_quiet()
+    error_logs.assert_quiet()
     assert_no_sessions(client)
