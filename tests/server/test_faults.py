@@ -93,7 +93,7 @@ async def test_a_call_whose_ice_never_connects_is_reaped_after_the_media_timeout
         await wait_until_no_sessions(http)
         metrics = (await http.get("/metrics")).text
         await peer.close()
-    assert [session["state"] for session in listed] == ["connecting"]
+    assert [session["state"] in ("new", "connecting") for session in listed] == [True], listed
     assert ended(metrics, "ice_timeout") == 1
 
 
