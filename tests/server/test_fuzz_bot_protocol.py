@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from websockets.exceptions import ConnectionClosed
 
+from server.app import create_app
 from server.bot_protocol import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
@@ -23,10 +27,16 @@ from server.bot_protocol import (
     Interrupt,
     ProtocolError,
     Start,
+    Started,
     parse_control,
     parse_event,
 )
+from server.settings import ServerSettings
+from tests.server.fake_renderer import LoudnessRenderer
 from tests.server.fuzzing import LogWatcher, app_client, assert_no_sessions, examples, json_values, tried
+from tests.server.live_server import serve_in_thread
+from tests.server.test_bot_api import raw_events, raw_socket
+from tests.server.test_webrtc_session import wait_until_no_sessions
 
 absurd_numbers = st.sampled_from([0, 1, -1, -16_000, 10**9, 2**63, 16_000.0, 0.5, float("inf"), "16000", True, None])
 start_bodies = st.fixed_dictionaries(
@@ -127,3 +137,19 @@ def test_an_absurd_sample_rate_is_refused_with_4400(client: TestClient, sample_r
     assert isinstance(refusal, Error) and refusal.code == "invalid_start" and "sample_rate" in refusal.message
     assert (closing["code"], closing["reason"]) == (4400, "invalid_start")
     assert_no_sessions(client)
+
+
+async def test_a_message_over_the_size_limit_closes_with_1009_and_leaks_no_session(tmp_path: Path) -> None:
+    """Through a real server: uvicorn refuses a WebSocket message over 16 MiB before it is buffered whole."""
+    settings = ServerSettings(avatar_dir=tmp_path / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=5.0)
+    with serve_in_thread(create_app(settings, renderer=LoudnessRenderer())) as url:
+        with pytest.raises(ConnectionClosed) as closed:
+            async with raw_socket(url) as socket:
+                await socket.send(json.dumps({"type": "start", "protocol": 1, "output": "viewer"}))
+                started = parse_event(str(await socket.recv()))
+                await socket.send(b"\x00" * (17 * 2**20))
+                await raw_events(socket, None)
+        async with httpx2.AsyncClient(base_url=url) as http:
+            await wait_until_no_sessions(http)
+    assert isinstance(started, Started)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
