@@ -134,6 +134,7 @@ def create_app(
         summary="Talk into a microphone; a portrait speaks with your voice over WebRTC.",
         lifespan=lifespan,
     )
+    app.state.registry = registry  # `echolive serve` closes the sessions before uvicorn cuts their connections
     install_error_handlers(app)
 
     body_limits = {

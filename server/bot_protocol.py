@@ -92,6 +92,9 @@ def parse_control(text: str) -> ControlMessage:
         body = json.loads(text)
     except ValueError as error:
         raise ProtocolError("malformed_json", f"the text message is not valid JSON: {error}") from error
+    except RecursionError as error:
+        # Python's decoder recurses once per level: `[[[[...` a few thousand deep would crash the receiver.
+        raise ProtocolError("malformed_json", "the text message nests JSON too deeply") from error
     if not isinstance(body, dict):
         raise ProtocolError("malformed_message", "a text message must be a JSON object with a 'type'")
     kind = body.get("type")

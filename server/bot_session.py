@@ -67,6 +67,11 @@ _CLOSE_CODES = {
     "server_shutdown": CloseCode.GOING_AWAY,
     "too_many_errors": CloseCode.POLICY_VIOLATION,
 }
+_FAILURES = {
+    "render_error": "the renderer failed, so this session cannot go on (the server's log has the details)",
+    "internal_error": "the server failed while running this session (its log has the details)",
+}
+"""Endings that are the server's fault: the client is sent an `error` event before `closed`, and close code 1011."""
 
 
 class BotSession(SessionCore):
@@ -247,7 +252,8 @@ class BotSession(SessionCore):
         code = _CLOSE_CODES.get(reason, CloseCode.INTERNAL_ERROR)
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                for event in [*self._sender.pending_events(), Closed(reason)]:
+                failure = [Error(reason, _FAILURES[reason])] if reason in _FAILURES else []
+                for event in [*self._sender.pending_events(), *failure, Closed(reason)]:
                     await self._socket.send_text(event_message(event))
                 await self._socket.close(code, reason)
         except (TimeoutError, WebSocketDisconnect, RuntimeError) as error:

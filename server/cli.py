@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-viewers", type=int, default=ServerSettings.max_viewers, help="people watching one session at once"
     )
+    serve.add_argument(
+        "--media-timeout",
+        type=float,
+        default=ServerSettings.media_timeout,
+        help="seconds without microphone audio (or without ICE connecting) after which a caller is taken as gone "
+        "(default %(default)s)",
+    )
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -148,6 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
         avatar_dir=args.avatar_dir,
         ice_host_addresses=tuple(args.ice_address),
         max_viewers=args.max_viewers,
+        media_timeout=args.media_timeout,
     )
     run_server(settings)
     return 0

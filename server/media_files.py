@@ -15,6 +15,9 @@ AAC_SAMPLE_RATES = frozenset(
     {8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000}
 )
 AAC_FALLBACK_RATE = 48_000
+SOURCE_RATES = range(4_000, 768_001)
+"""Sample rates a speech file may have: below, FFmpeg cannot write the audio back out (after the whole render),
+and nothing real is recorded above."""
 
 
 class MediaFileError(ValueError):
@@ -29,6 +32,16 @@ def read_speech(path: Path, rate: int = SAMPLE_RATE) -> npt.NDArray[np.float32]:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaFileError(f"{path} has no audio stream")
+            # PyAV gives a stream no codec context when FFmpeg has no decoder for it.
+            codec = container.streams.audio[0].codec_context
+            if codec is None:
+                raise MediaFileError(f"{path} holds audio in a form that cannot be decoded")
+            source_rate = codec.sample_rate
+            if source_rate not in SOURCE_RATES:
+                raise MediaFileError(
+                    f"{path} is sampled at {source_rate} Hz; speech files must be {SOURCE_RATES.start} to "
+                    f"{SOURCE_RATES.stop - 1} Hz"
+                )
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             pieces = [
                 out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)

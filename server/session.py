@@ -5,7 +5,10 @@ The transport half of a session; the rest is `SessionCore`. Audio path: WebRTC m
 the echoed voice) → WebRTC.
 
 Besides the core's endings, a WebRTC session ends when the peer connection fails or closes, and when the
-microphone falls silent for `media_timeout` (the client vanished without a word).
+microphone falls silent for `media_timeout`: `ice_timeout` when the connection never came up (candidates that
+lead nowhere), `media_timeout` when it did and the client then vanished without a word (a closed lid, a dead
+network). The media timeout is shorter than ICE's own consent expiry (about 30 s in aioice), so it is what reaps a
+vanished client.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Session(SessionCore):
         self.add_output(self._caller)
         self._resampler = AudioResampler()
         self._microphone: MediaStreamTrack | None = None
+        self._connected = False
         peer.on("connectionstatechange", self._on_connection_state)
 
     @property
@@ -76,7 +80,7 @@ class Session(SessionCore):
                 async with asyncio.timeout(self._config.media_timeout):
                     frame = await self._microphone.recv()
             except TimeoutError:
-                return "media_timeout"
+                return "media_timeout" if self._connected else "ice_timeout"
             except MediaStreamError:
                 return "microphone_ended"
             if not isinstance(frame, av.AudioFrame):
@@ -87,7 +91,9 @@ class Session(SessionCore):
 
     def _on_connection_state(self) -> None:
         state = self.peer.connectionState
-        if state == "failed":
+        if state == "connected":
+            self._connected = True
+        elif state == "failed":
             self.end("connection_failed")
         elif state == "closed":
             self.end("peer_closed")

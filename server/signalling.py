@@ -192,6 +192,7 @@ def _check_offer(kind: str, sdp: str, *, microphone: bool) -> MediaDescription |
         raise ApiError(400, "malformed_sdp", "the SDP offer could not be parsed") from error
     if not description.media:
         raise ApiError(400, "malformed_sdp", "the SDP offer has no media sections")
+    _check_media_ids(description)
     audio = next((media for media in description.media if media.kind == "audio"), None)
     video = next((media for media in description.media if media.kind == "video"), None)
     if microphone and (audio is None or _direction(audio) not in _SENDS_AUDIO):
@@ -206,6 +207,20 @@ def _check_offer(kind: str, sdp: str, *, microphone: bool) -> MediaDescription |
         if media.ice is None or media.ice.usernameFragment is None or media.ice.password is None:
             raise ApiError(400, "malformed_sdp", f"the {media.kind} section has no ICE credentials")
     return audio
+
+
+def _check_media_ids(description: SessionDescription) -> None:
+    """Every section needs its own `a=mid`, and a group may name only those: aiortc leaves a section it cannot
+    place without a transport and then fails on it while answering and again while closing."""
+    mids = [media.rtp.muxId for media in description.media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise ApiError(400, "malformed_sdp", "every media section of the offer needs its own a=mid")
+    for group in description.group:
+        unknown = [str(item) for item in group.items if item not in mids]
+        if unknown:
+            raise ApiError(
+                400, "malformed_sdp", f"the {group.semantic} group names media sections the offer lacks: {unknown}"
+            )
 
 
 def _direction(media: MediaDescription) -> str:

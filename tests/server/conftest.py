@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 from streaming.renderer import Renderer
 from tests.server.fake_renderer import LoudnessRenderer
+from tests.server.fuzzing import LogWatcher, inputs_tried, watching_logs
 from tests.streaming.signals import spoken, write_wav
 
 SPOKEN_TEXT = "Hello, my name is Eileen. I fly to space, and I like to talk about it."
@@ -71,3 +72,19 @@ async def serving(settings: ServerSettings, renderer: Renderer[Any] | None = Non
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://echolive.test") as http,
     ):
         yield http
+
+
+@pytest.fixture(scope="module")
+def error_logs() -> Iterator[LogWatcher]:
+    """Every record at ERROR or above logged while a module's tests run (the fuzz tests want none)."""
+    with watching_logs() as watcher:
+        yield watcher
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many inputs each fuzz property was tried on in this run."""
+    if inputs_tried:
+        terminalreporter.section("fuzz inputs tried")
+        for prop, count in sorted(inputs_tried.items()):
+            terminalreporter.write_line(f"{count:6d}  {prop}")
+        terminalreporter.write_line(f"{sum(inputs_tried.values()):6d}  in all")

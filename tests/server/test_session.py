@@ -103,9 +103,18 @@ async def test_a_failed_or_closed_connection_ends_the_session_and_releases_every
 
 async def test_a_silent_microphone_ends_the_session_after_the_media_timeout() -> None:
     session, peer, closed = await started_session(media_timeout=0.3, microphone=MuteMicrophone())
-    assert session.summary().state == "connecting"
+    peer.change_state("connected")
+    assert session.summary().state == "connected"
     await wait_closed(session)
     assert session.end_reason == "media_timeout"
+    assert peer.closed and closed == [session] and session_tasks() == []
+
+
+async def test_a_connection_that_never_comes_up_ends_the_session_after_the_media_timeout() -> None:
+    session, peer, closed = await started_session(media_timeout=0.3, microphone=MuteMicrophone())
+    assert session.summary().state == "connecting"
+    await wait_closed(session)
+    assert session.end_reason == "ice_timeout"
     assert peer.closed and closed == [session] and session_tasks() == []
 
 
