@@ -67,7 +67,7 @@ class RequestSizeLimits:
         limit = self.body_limit(scope["path"])
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
-            message = f"the request body is {_megabytes(declared)}; the limit here is {_megabytes(limit)}"
+            message = f"the request body is {_readable(declared)}; the limit here is {_readable(limit)}"
             await error_response(413, "upload_too_large", message)(scope, receive, send)
             return
         body = _LimitedBody(limit, scope, receive, send)
@@ -112,7 +112,7 @@ class _LimitedBody:
     async def _refuse(self) -> None:
         self.refused = True
         if not self._response_started:
-            message = f"the request body passed the limit here of {_megabytes(self._limit)}"
+            message = f"the request body passed the limit here of {_readable(self._limit)}"
             await error_response(413, "upload_too_large", message)(self._scope, self._receive, self._send)
 
 
@@ -159,5 +159,5 @@ def _message_size(message: Message) -> int:
     return len(text.encode()) if text is not None else 0
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.2f} MB"
+def _readable(size: int) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
