@@ -188,13 +188,12 @@ def decode_png_or_jpeg(data: bytes) -> RgbImage:
     take hundreds of times its own size, never is; a truncated or corrupt one is refused whole."""
     try:
         with warnings.catch_warnings():
-            # Pillow only warns of an image between its two pixel limits; here any image that large is refused.
+            # Pillow only warns of an image between its two pixel limits, as if it might be decoded; it never is.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # A camera's malformed EXIF costs the picture its orientation, nothing more.
             warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
             with Image.open(io.BytesIO(data)) as image:
                 _check_header(image, len(data))
-                image.load()
                 upright = ImageOps.exif_transpose(_eight_bit(image))
                 return np.asarray(upright.convert("RGB"), dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
