@@ -13,41 +13,38 @@ from streaming.clock import Clock
 
 class TokenBuckets:
     """A bucket per key, holding up to `capacity` tokens (default: a minute's worth) and regaining `per_minute`
-    tokens a minute. A full bucket is forgotten: it is the same as a key never seen, so memory stays with the
-    clients that were active lately."""
+    tokens a minute. Each bucket is kept as the one number that says it all, the time it will be full again
+    (exact on any clock, where counting fractional tokens drifts); a full bucket is forgotten, being the same as a
+    key never seen, so memory stays with the clients active lately."""
 
     def __init__(self, per_minute: float, clock: Clock, capacity: float | None = None) -> None:
         if per_minute <= 0:
             raise ValueError(f"a rate must be positive, not {per_minute} a minute")
         self.per_minute = per_minute
-        self._per_second = per_minute / 60
-        self._capacity = capacity if capacity is not None else max(1.0, per_minute)
+        self._interval = 60 / per_minute
+        self._burst = (max(1.0, per_minute) if capacity is None else capacity) * self._interval
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        """key -> (tokens, when they were counted)."""
+        self._full_at: dict[str, float] = {}
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._full_at)
 
     def take(self, key: str) -> float:
         """Spend one of `key`'s tokens and return 0; or, when it has none, spend nothing and return the seconds
         until it will have one."""
         now = self._clock.now()
         self._forget_full(now)
-        tokens = self._tokens(key, now)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            return 0.0
-        return (1 - tokens) / self._per_second
-
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, counted_at = self._buckets.get(key, (self._capacity, now))
-        return min(self._capacity, tokens + (now - counted_at) * self._per_second)
+        full_at = max(self._full_at.get(key, now), now)
+        wait = full_at + self._interval - now - self._burst
+        if wait > 0:
+            return wait
+        self._full_at[key] = full_at + self._interval
+        return 0.0
 
     def _forget_full(self, now: float) -> None:
-        full = [key for key in self._buckets if self._tokens(key, now) >= self._capacity]
+        full = [key for key, full_at in self._full_at.items() if full_at <= now]
         for key in full:
-            del self._buckets[key]
+            del self._full_at[key]
 
 
 class ClientRateLimit:
