@@ -148,7 +148,7 @@ class AvatarStore(Generic[AvatarT]):
         if startup_avatar is None:
             return DEFAULT_AVATAR
         path = Path(startup_avatar).expanduser()
-        # A path is the operator's choice; a name is held to the same rule as every other name.
+        # A file is the operator's own choice; anything else must be the name of an avatar there is.
         if path.is_file():
             name = self._fresh_name(path.stem)
             self._fixed[name] = (path, "startup")
