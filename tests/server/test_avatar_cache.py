@@ -24,6 +24,9 @@ from tests.server.fake_renderer import LoudnessRenderer
 from tests.server.live_server import serve_in_thread
 from tests.server.test_webrtc_session import metric
 
+UPLOAD_TIMEOUT = 60.0
+"""Seconds an upload (a face detection) may take on a loaded machine: a guard against hanging, not a measure."""
+
 
 @dataclass(frozen=True)
 class Sized:
@@ -101,18 +104,22 @@ def portrait_png() -> bytes:
 
 async def test_a_live_sessions_avatar_is_kept_while_uploads_push_others_out(settings: ServerSettings) -> None:
     app = create_app(replace(settings, avatar_cache_size=1), renderer=LoudnessRenderer())
-    with serve_in_thread(app) as url, httpx2.Client(base_url=url) as http:
+    with serve_in_thread(app) as url:
+        async with httpx2.AsyncClient(base_url=url, timeout=UPLOAD_TIMEOUT) as http:
 
-        def upload(name: str) -> None:
-            files = {"image": (f"{name}.png", portrait_png(), "image/png")}
-            assert http.post("/api/avatars", files=files).status_code == 201
+            async def upload(name: str) -> None:
+                files = {"image": (f"{name}.png", portrait_png(), "image/png")}
+                response = await http.post("/api/avatars", files=files)
+                assert response.status_code == 201, response.text
 
-        upload("shown")
-        async with connect(url.replace("http://", "ws://") + "/api/ws") as bot:
-            await bot.send(start_message(Start(PROTOCOL_VERSION, avatar="shown")))
-            assert json.loads(await bot.recv())["type"] == "started"
-            upload("passing")
-            upload("latest")
-            exposition = http.get("/metrics").text
+            await upload("shown")
+            async with connect(url.replace("http://", "ws://") + "/api/ws") as bot:
+                await bot.send(start_message(Start(PROTOCOL_VERSION, avatar="shown", output="viewer")))
+                assert json.loads(await bot.recv())["type"] == "started"
+                await upload("passing")
+                await upload("latest")
+                sessions = (await http.get("/api/sessions")).json()["sessions"]
+                exposition = (await http.get("/metrics")).text
+    assert [session["avatar"] for session in sessions] == ["shown"]
     assert metric(exposition, "echolive_avatar_cache_avatars") == 3, "the default, the one shown, the latest"
     assert metric(exposition, "echolive_avatar_cache_evictions_total") == 1, "only the one passing through"
