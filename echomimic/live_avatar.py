@@ -18,9 +18,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from echomimic.pipelines.pipeline_echomimic import ReferenceConditioning
 from streaming.frames import IdlePose, RgbImage
+from streaming.renderer import AvatarMemory
 
 BREATH_SCALE = 0.006
 """Full breath (phase ±1) scales the portrait by ±0.6% about its bottom centre: visible, never distracting."""
@@ -52,6 +54,22 @@ class EchoMimicAvatar:
     """Pixels in `image`; idle head offsets are in face widths."""
     eyelids: Eyelids | None
     """None: idle frames do not blink."""
+
+
+def avatar_memory(avatar: EchoMimicAvatar) -> AvatarMemory:
+    """The crop in host memory, and every conditioning tensor where it lives: on the GPU, the banks and their
+    projections are most of an avatar. Tensors sharing a storage count it once, whole."""
+    reference = avatar.reference
+    tensors: list[torch.Tensor] = [reference.latents, reference.face_features, *reference.banks.tensors.values()]
+    for bank in reference.banks.projected.values():
+        tensors.extend((bank.key, bank.value))
+    storages = {
+        (str(tensor.device), storage.data_ptr()): (tensor.device.type, storage.nbytes())
+        for tensor in tensors
+        for storage in [tensor.untyped_storage()]
+    }
+    host_bytes = avatar.image.nbytes + sum(size for kind, size in storages.values() if kind == "cpu")
+    return AvatarMemory(host_bytes, sum(size for kind, size in storages.values() if kind != "cpu"))
 
 
 def idle_frame(avatar: EchoMimicAvatar, pose: IdlePose) -> RgbImage:

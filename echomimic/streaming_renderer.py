@@ -38,7 +38,7 @@ from echomimic.acceleration.engine_cache import weights_fingerprint
 from echomimic.acceleration.profiles import QUALITY, GenerationProfile
 from echomimic.acceleration.tiny_decoder import FrameDecoder, make_frame_decoder
 from echomimic.acceleration.window_program import WindowShape
-from echomimic.live_avatar import EchoMimicAvatar, EyelidsFactory
+from echomimic.live_avatar import EchoMimicAvatar, EyelidsFactory, avatar_memory
 from echomimic.live_sampler import DenoisingUNet
 from echomimic.live_session import EchoMimicSession
 from echomimic.models.whisper_encoder import WhisperAudioEncoder
@@ -49,7 +49,7 @@ from echomimic.rolling_audio_features import OFFICIAL_SEGMENT_SECONDS
 from echomimic.weights import EchoMimicWeights, load_echomimic
 from echomimic.window_batcher import WindowBatcher
 from streaming.frames import RgbImage
-from streaming.renderer import WindowSpec
+from streaming.renderer import AvatarMemory, WindowSpec
 
 LIVE_WINDOW = WindowSpec(frames=4, context=2, lookahead=0.08, onset_frames=2)
 DECODE_FRAMES_PER_CALL = 8
@@ -187,6 +187,9 @@ class EchoMimicRenderer:
 
     def open_session(self, avatar: EchoMimicAvatar) -> EchoMimicSession:
         return EchoMimicSession(self, avatar)
+
+    def avatar_memory(self, avatar: EchoMimicAvatar) -> AvatarMemory:
+        return avatar_memory(avatar)
 
     def frame_noise(self, first_frame: int, num_frames: int, latent_shape: tuple[int, ...]) -> torch.Tensor:
         return frame_noise(self.seed, first_frame, num_frames, latent_shape)

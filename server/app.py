@@ -3,26 +3,29 @@ metrics. Each route is a thin shim over one object built here; OpenAPI docs are 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from aiortc import RTCPeerConnection
-from fastapi import FastAPI, File, Request, Response, UploadFile, WebSocket
+from fastapi import FastAPI, File, Response, UploadFile, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from server.avatar_cache import AvatarCache, avatar_measure
 from server.avatars import AvatarInfo, AvatarStore
 from server.bot_gateway import BotGateway
 from server.bot_protocol import Start
 from server.bot_session import BotSession
-from server.errors import error_response, install_error_handlers
+from server.client_rate_limit import ClientRateLimit, TokenBuckets
+from server.errors import install_error_handlers
 from server.ice_addresses import restrict_ice_host_addresses
 from server.metrics import ServerMetrics
 from server.render_times import RenderTimes
 from server.renderers import create_renderer
+from server.request_limits import RequestSizeLimits
 from server.session import Session
 from server.session_core import SessionConfig, SessionSummary
 from server.session_registry import SessionRegistry
@@ -75,13 +78,20 @@ def create_app(
         )
     )
     timed_renderer = TimedRenderer(built, metrics.render_seconds, RenderTimes())
+    registry = SessionRegistry(settings.max_sessions, metrics)
+    avatar_cache: AvatarCache[object] = AvatarCache(
+        settings.avatar_cache_size,
+        settings.avatar_cache_bytes,
+        avatar_measure(built),
+        keep=lambda: {avatars.default_name, *(session.avatar_name for session in registry.sessions())},
+        metrics=metrics,
+    )
     avatars: AvatarStore[object] = AvatarStore(
-        settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, settings.avatar
+        settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, avatar_cache, settings.avatar
     )
     warm_up(timed_renderer, avatars.prepare_default())
     if settings.ice_host_addresses:
         restrict_ice_host_addresses(settings.ice_host_addresses)
-    registry = SessionRegistry(settings.max_sessions, metrics)
     session_clock = clock if clock is not None else MonotonicClock()
     session_config = SessionConfig(
         fps=settings.fps,
@@ -137,26 +147,22 @@ def create_app(
     app.state.registry = registry  # `echolive serve` closes the sessions before uvicorn cuts their connections
     install_error_handlers(app)
 
-    body_limits = {
-        "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
-        "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
-    }
-
-    @app.middleware("http")
-    async def refuse_oversized_bodies(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Checked before the body is read, so an oversized upload or offer is never buffered or spooled to disk.
-        declared = request.headers.get("content-length", "")
-        path = request.url.path
-        limit = body_limits.get("/api/sessions" if path.endswith("/viewers") else path)
-        if limit is not None and declared.isdigit() and int(declared) > limit:
-            return error_response(
-                413,
-                "upload_too_large",
-                f"the request body is {int(declared) / 1e6:.2f} MB; the limit here is {limit / 1e6:.2f} MB",
-            )
-        return await call_next(request)
+    app.add_middleware(
+        ClientRateLimit,
+        method="POST",
+        path="/api/avatars",
+        buckets=TokenBuckets(settings.upload_rate, session_clock),
+        what="uploads",
+    )
+    app.add_middleware(
+        RequestSizeLimits,
+        body_limits={
+            "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
+            "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
+            "/api/sessions/{session_id}/viewers": MAX_SDP_LENGTH + OFFER_OVERHEAD,
+        },
+        max_message_bytes=settings.max_ws_message_bytes,
+    )
 
     @app.get("/", include_in_schema=False)
     async def web_client() -> FileResponse:

@@ -57,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-upload-mb", type=float, default=ServerSettings.max_upload_bytes / 2**20, help="portrait upload limit"
     )
     serve.add_argument(
+        "--upload-rate",
+        type=float,
+        default=ServerSettings.upload_rate,
+        help="portrait uploads one client address may make per minute (default %(default)s)",
+    )
+    serve.add_argument(
+        "--avatar-cache-size",
+        type=int,
+        default=ServerSettings.avatar_cache_size,
+        help="prepared avatars kept in memory at most (default %(default)s)",
+    )
+    serve.add_argument(
+        "--avatar-cache-mb",
+        type=float,
+        default=ServerSettings.avatar_cache_bytes / 2**20,
+        help="memory the kept avatars may hold, GPU memory included (default %(default)s)",
+    )
+    serve.add_argument(
         "--ice-address",
         action="append",
         default=[],
@@ -153,6 +171,9 @@ def _serve(args: argparse.Namespace) -> int:
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),
         avatar_dir=args.avatar_dir,
+        upload_rate=args.upload_rate,
+        avatar_cache_size=args.avatar_cache_size,
+        avatar_cache_bytes=round(args.avatar_cache_mb * 2**20),
         ice_host_addresses=tuple(args.ice_address),
         max_viewers=args.max_viewers,
         media_timeout=args.media_timeout,

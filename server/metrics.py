@@ -68,5 +68,20 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.avatar_cache_avatars = Gauge(
+            "echolive_avatar_cache_avatars", "Prepared avatars kept in memory.", registry=self.registry
+        )
+        self.avatar_cache_bytes = Gauge(
+            "echolive_avatar_cache_bytes",
+            "Memory the kept avatars hold, by where (host, or device: the GPU).",
+            ["memory"],
+            registry=self.registry,
+        )
+        self.avatar_cache_evictions = Counter(
+            "echolive_avatar_cache_evictions",
+            "Prepared avatars dropped from the cache to stay within its bounds.",
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -46,8 +46,15 @@ def run_server(settings: ServerSettings) -> None:
     """Serve until stopped. A bad setting raises `ValueError` from `create_app`, before any port is bound."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
+    # The middleware closes an oversized message with a reason at `max_ws_message_bytes`; uvicorn's own limit, above
+    # it, bounds what a frame can make the server buffer before the middleware sees the message.
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        ws_max_size=2 * settings.max_ws_message_bytes,
     )
     registry: SessionRegistry = app.state.registry
     previous = signal.signal(signal.SIGTERM, _raise_stopped)

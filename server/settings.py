@@ -44,6 +44,14 @@ class ServerSettings:
     """People watching one session at once; each costs a video encoder."""
     avatar_dir: Path = field(default_factory=default_avatar_dir)
     max_upload_bytes: int = 8 * 1024 * 1024
+    max_ws_message_bytes: int = 4 * 1024 * 1024
+    """One bot WebSocket message at most; a larger one closes the connection with 1009."""
+    upload_rate: float = 10.0
+    """Avatar uploads one client address may make per minute (a burst of as many, then one every 60/N s)."""
+    avatar_cache_size: int = 32
+    """Prepared avatars kept in memory at most, least recently used first out (live sessions keep theirs)."""
+    avatar_cache_bytes: int = 1024 * 1024 * 1024
+    """Bytes the kept avatars may hold, host and GPU memory together, as the renderer counts them."""
     echo_audio: bool = True
     """Send the caller's voice back, delayed like the video, so a recording or a viewer gets both in sync."""
     playout_delay: float | None = None
@@ -71,6 +79,14 @@ class ServerSettings:
             raise ValueError(f"max viewers must not be negative, not {self.max_viewers}")
         if self.max_upload_bytes < 1024:
             raise ValueError(f"the upload limit must be at least 1 KiB, not {self.max_upload_bytes} bytes")
+        if self.max_ws_message_bytes < 1024:
+            raise ValueError(f"the WebSocket message limit must be at least 1 KiB, not {self.max_ws_message_bytes}")
+        if self.upload_rate <= 0:
+            raise ValueError(f"the upload rate must be positive (uploads per minute), not {self.upload_rate}")
+        if self.avatar_cache_size < 1:
+            raise ValueError(f"the avatar cache must keep at least 1 avatar, not {self.avatar_cache_size}")
+        if self.avatar_cache_bytes < 0:
+            raise ValueError(f"the avatar cache size in bytes must not be negative, not {self.avatar_cache_bytes}")
         if self.playout_delay is not None and not 0 <= self.playout_delay <= 2:
             raise ValueError(f"playout delay must be between 0 and 2 seconds, not {self.playout_delay}")
         if self.media_timeout <= 0:

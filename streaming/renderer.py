@@ -11,6 +11,9 @@ while a render runs in the worker, so `cancel` must be thread-safe; the render i
 before the next `reset`) may stop early and return fewer frames, which the stream throws away. Then, once no
 render is in flight, the stream calls `reset` with where drawing resumes.
 
+A renderer may also say how much memory a prepared avatar holds (`MeasuresAvatars`), so a server can bound the
+avatars it keeps; EchoMimic's avatars hold GPU tensors, `lite`'s a few image-sized arrays.
+
 `echomimic/` implements this protocol and imports it (and `streaming.frames`) but nothing else of `streaming`.
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from streaming.frames import AudioWindow, IdlePose, RgbImage
 
@@ -127,3 +130,22 @@ class Renderer(Protocol[AvatarT]):
     def open_session(self, avatar: AvatarT) -> RenderSession:
         """Start drawing one live session of `avatar`."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class AvatarMemory:
+    """What one prepared avatar holds, in bytes: in the process's memory, and on an accelerator (a GPU)."""
+
+    host_bytes: int
+    device_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.host_bytes + self.device_bytes
+
+
+@runtime_checkable
+class MeasuresAvatars(Protocol[AvatarT_contra]):
+    """Optional for a `Renderer`: the memory a prepared avatar holds."""
+
+    def avatar_memory(self, avatar: AvatarT_contra) -> AvatarMemory: ...

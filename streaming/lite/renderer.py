@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streaming.array_bytes import array_bytes
 from streaming.frames import AudioWindow, IdlePose, RgbImage
 from streaming.lite.eyes import EyeRig
 from streaming.lite.face_layout import FaceLayout, detect_face, locate_features
@@ -20,7 +21,7 @@ from streaming.lite.mouth_driver import CLOSED, MouthDriver, MouthShape
 from streaming.lite.mouth_interior import MouthPalette, paint_interior
 from streaming.lite.mouth_warp import MouthRig
 from streaming.lite.portrait_crop import crop_around_face
-from streaming.renderer import RenderSession, StatelessSession, WindowSpec
+from streaming.renderer import AvatarMemory, RenderSession, StatelessSession, WindowSpec
 
 _MIN_PORTRAIT_SIDE = 64
 _STILL = 0.005
@@ -82,6 +83,9 @@ class LiteRenderer:
 
     def open_session(self, avatar: LiteAvatar) -> RenderSession:
         return StatelessSession(self, avatar)
+
+    def avatar_memory(self, avatar: LiteAvatar) -> AvatarMemory:
+        return AvatarMemory(host_bytes=array_bytes(avatar))
 
     def render_window(self, avatar: LiteAvatar, window: AudioWindow) -> list[RgbImage]:
         if len(window.poses) != window.frame_count:

@@ -8,6 +8,7 @@ import aioice.ice
 import pytest
 
 from server.app import create_app
+from server.cli import main
 from server.ice_addresses import restrict_ice_host_addresses
 from server.renderers import create_renderer
 from server.serve import run_server
@@ -25,6 +26,10 @@ from streaming.lite.renderer import LiteRenderer
         ({"max_upload_bytes": 10}, "upload limit"),
         ({"playout_delay": -0.1}, "playout delay"),
         ({"media_timeout": 0.0}, "media timeout"),
+        ({"max_ws_message_bytes": 10}, "WebSocket message limit"),
+        ({"upload_rate": 0.0}, "upload rate must be positive"),
+        ({"avatar_cache_size": 0}, "at least 1 avatar"),
+        ({"avatar_cache_bytes": -1}, "must not be negative"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message(overrides: dict[str, object], message: str) -> None:
@@ -57,3 +62,10 @@ def test_ice_can_be_kept_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_serve_fails_before_binding_a_port_when_the_renderer_cannot_be_built(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"needs --weights DIR"):
         run_server(ServerSettings(renderer="echomimic", avatar_dir=tmp_path))
+
+
+def test_the_limits_come_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[ServerSettings] = []
+    monkeypatch.setattr("server.serve.run_server", served.append)
+    assert main(["serve", "--upload-rate", "3", "--avatar-cache-size", "5", "--avatar-cache-mb", "256"]) == 0
+    assert (served[0].upload_rate, served[0].avatar_cache_size, served[0].avatar_cache_bytes) == (3, 5, 256 * 2**20)
