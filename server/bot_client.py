@@ -7,9 +7,9 @@
         async for message in bot:          # VideoMessage, AudioMessage, or an event (server.bot_protocol)
             ...
 
-A server with a token needs it: `token=` (or the `ECHOLIVE_TOKEN` environment variable) sends it as
-`Authorization: Bearer`. `connect_bot` returns once the server has answered the start: with the session (`bot.started`), or by raising
-`BotRefused` with the server's error code. Iteration ends when the connection closes; `bot.close_code` and
+`connect_bot` returns once the server has answered the start: with the session (`bot.started`), or by raising
+`BotRefused` with the server's error code (`token_required` and close code 4401 when the server wants its token:
+pass `token=`, or set `ECHOLIVE_TOKEN`). Iteration ends when the connection closes; `bot.close_code` and
 `bot.close_reason` then say why.
 """
 
