@@ -157,7 +157,10 @@ async def connect_bot(
     async with connect(
         url, compression=None, proxy=None, max_size=MAX_MESSAGE_BYTES, additional_headers=headers
     ) as connection:
-        await connection.send(start_message(start))
+        with suppress(ConnectionClosed):
+            # A server that refuses the handshake itself (a missing token) may close before the start is sent;
+            # its error event is still there to read.
+            await connection.send(start_message(start))
         try:
             first = _decode(await connection.recv())
         except ConnectionClosed as closed:
