@@ -47,12 +47,13 @@ class Refusal:
 
 class AccessPolicy:
     """Decides whether a request may pass, and mints the scoped credentials a session hands out. `clock` dates
-    viewer tokens (a test passes a virtual one)."""
+    viewer tokens (a test passes a virtual one); `key` signs them, drawn at random unless processes that must
+    honour each other's tokens share one (their clocks must then share a scale too)."""
 
-    def __init__(self, settings: AccessSettings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: AccessSettings, clock: Clock | None = None, key: bytes | None = None) -> None:
         self.settings = settings
         self._clock = clock if clock is not None else MonotonicClock()
-        self._key = secrets.token_bytes(32)
+        self._key = key if key is not None else secrets.token_bytes(32)
 
     @property
     def enabled(self) -> bool:

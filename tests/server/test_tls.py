@@ -13,7 +13,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import ServerSettings
-from server.tls import TlsSettings, machine_names, self_signed_certificate
+from server.tls import TlsSettings, machine_names, self_signed_certificate, server_certificate
 from tests.server.fake_renderer import LoudnessRenderer
 from tests.server.live_server import serve_in_thread
 
@@ -59,3 +59,11 @@ def test_tls_settings_refuse_half_a_pair_and_missing_files(tmp_path: Path) -> No
         TlsSettings(cert=tmp_path / "cert.pem")
     with pytest.raises(ValueError, match="does not exist"):
         TlsSettings(cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+
+
+def test_the_server_certificate_is_the_one_given_or_the_self_signed_one_or_none(tmp_path: Path) -> None:
+    made = self_signed_certificate(tmp_path / "made", LOOPBACK)
+    assert server_certificate(TlsSettings(cert=made.cert, key=made.key)) == made
+    self_signed = server_certificate(TlsSettings(self_signed=True, directory=tmp_path / "own"))
+    assert self_signed is not None and self_signed.cert.parent == tmp_path / "own"
+    assert server_certificate(TlsSettings()) is None
