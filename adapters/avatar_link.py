@@ -73,10 +73,12 @@ class AvatarLink:
         avatar: str | None = None,
         sample_rate: int = DEFAULT_SAMPLE_RATE,
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
     ) -> AvatarLink:
-        """Start a session in frames mode; `BotRefused` or `OSError` when there is none to be had."""
+        """Start a session in frames mode; `BotRefused` or `OSError` when there is none to be had. `token`: the
+        server's access token (default: `ECHOLIVE_TOKEN`, if set)."""
         connection = AsyncExitStack()
-        session = connect_bot(url, avatar=avatar, sample_rate=sample_rate, jpeg_quality=jpeg_quality)
+        session = connect_bot(url, avatar=avatar, sample_rate=sample_rate, jpeg_quality=jpeg_quality, token=token)
         client = await connection.enter_async_context(session)
         return cls(client, connection, sample_rate)
 

@@ -145,13 +145,16 @@ class AvatarSession:
         avatar: str | None = None,
         sample_rate: int = DEFAULT_SAMPLE_RATE,
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
     ) -> None:
         """`url`: the server's bot API (`ws://host:port/api/ws`); `avatar`: one of its avatars (default: the
-        server's); `sample_rate`: of the voice the agent's output is resampled to and the avatar plays."""
+        server's); `sample_rate`: of the voice the agent's output is resampled to and the avatar plays; `token`:
+        the server's access token (default: `ECHOLIVE_TOKEN`, if set)."""
         self._url = url
         self._avatar = avatar
         self._sample_rate = sample_rate
         self._jpeg_quality = jpeg_quality
+        self._token = token
         self._generator: EchoMimicVideoGenerator | None = None
         self._runner: AvatarRunner | None = None
 
@@ -159,7 +162,11 @@ class AvatarSession:
         """Open the avatar session (`BotRefused` or `OSError` when the server gives none) and route the agent's
         voice through it into the room."""
         link = await AvatarLink.open(
-            self._url, avatar=self._avatar, sample_rate=self._sample_rate, jpeg_quality=self._jpeg_quality
+            self._url,
+            avatar=self._avatar,
+            sample_rate=self._sample_rate,
+            jpeg_quality=self._jpeg_quality,
+            token=self._token,
         )
         self._generator = EchoMimicVideoGenerator(link)
         voice = QueueAudioOutput(sample_rate=self._sample_rate)

@@ -57,16 +57,19 @@ class EchoMimicVideoService(AIService):
         avatar: str | None = None,
         sample_rate: int | None = None,
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
         **kwargs: Any,
     ) -> None:
         """`url`: the server's bot API (`ws://host:port/api/ws`); `avatar`: one of its avatars (default: the
-        server's); `sample_rate`: of the voice sent and returned (default: the pipeline's audio output rate)."""
+        server's); `sample_rate`: of the voice sent and returned (default: the pipeline's audio output rate);
+        `token`: the server's access token (default: `ECHOLIVE_TOKEN`, if set)."""
         # No model to choose: the server has its renderer.
         super().__init__(settings=ServiceSettings(model=None), **kwargs)
         self._url = url
         self._avatar = avatar
         self._sample_rate = sample_rate
         self._jpeg_quality = jpeg_quality
+        self._token = token
         self._link: AvatarLink | None = None
         self._receiving: asyncio.Task[None] | None = None
         self._resampler = create_stream_resampler()
@@ -86,6 +89,7 @@ class EchoMimicVideoService(AIService):
                 avatar=self._avatar,
                 sample_rate=self._sample_rate or DEFAULT_SAMPLE_RATE,
                 jpeg_quality=self._jpeg_quality,
+                token=self._token,
             )
         except (BotRefused, OSError) as error:
             await self.push_error(

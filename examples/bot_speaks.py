@@ -65,7 +65,7 @@ async def speak(bot: BotClient, speech: npt.NDArray[np.int16]) -> None:
 async def run(args: argparse.Namespace) -> None:
     speech = load_speech(args.wav, args.text)
     received: list[VideoMessage | AudioMessage] = []
-    async with connect_bot(args.server, avatar=args.avatar, sample_rate=SAMPLE_RATE) as bot:
+    async with connect_bot(args.server, avatar=args.avatar, sample_rate=SAMPLE_RATE, token=args.token) as bot:
         started = bot.started
         print(f"session {started.session_id}: {started.width}x{started.height} at {started.fps:g} fps")
         print(f"watch it live at {started.viewer_url}")
@@ -116,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", default="ws://127.0.0.1:8080/api/ws", help="the server's bot API")
     parser.add_argument("--avatar", default=None, help="an avatar name (default: the server's)")
+    parser.add_argument("--token", default=None, help="the server's access token (default: $ECHOLIVE_TOKEN)")
     parser.add_argument("--wav", type=Path, default=None, help="speech to send (default: espeak-ng says --text)")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="what espeak-ng says when no --wav is given")
     parser.add_argument("--output", type=Path, default=Path("bot_speaks.mp4"), help="the MP4 to write")

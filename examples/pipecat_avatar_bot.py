@@ -97,7 +97,7 @@ async def run_bot(connection: SmallWebRTCConnection, args: argparse.Namespace) -
         ),
     )
     speech = ScriptedSpeech(load_speech(args.wav, args.text))
-    avatar = EchoMimicVideoService(url=args.server, avatar=args.avatar)
+    avatar = EchoMimicVideoService(url=args.server, avatar=args.avatar, token=args.token)
     worker = PipelineWorker(
         Pipeline([transport.input(), speech, avatar, transport.output()]),
         params=PipelineParams(audio_out_sample_rate=SAMPLE_RATE),
@@ -150,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", default="ws://127.0.0.1:8080/api/ws", help="the avatar server's bot API")
     parser.add_argument("--avatar", default=None, help="an avatar name (default: the server's)")
+    parser.add_argument("--token", default=None, help="the avatar server's access token (default: $ECHOLIVE_TOKEN)")
     parser.add_argument("--wav", type=Path, default=None, help="speech to say (default: espeak-ng says --text)")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="what espeak-ng says when no --wav is given")
     parser.add_argument("--host", default="127.0.0.1")

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from server.access_control import AccessPolicy, install_access_control
 from server.avatar_cache import AvatarCache, avatar_measure
 from server.avatars import AvatarInfo, AvatarStore
 from server.bot_gateway import BotGateway
@@ -22,6 +23,7 @@ from server.bot_session import BotSession
 from server.client_rate_limit import ClientRateLimit, TokenBuckets
 from server.errors import install_error_handlers
 from server.ice_addresses import restrict_ice_host_addresses
+from server.ice_servers import ClientConfig, client_config
 from server.metrics import ServerMetrics
 from server.render_times import RenderTimes
 from server.renderers import create_renderer
@@ -130,8 +132,9 @@ def create_app(
             viewer_url,
         )
 
-    signalling = Signalling(registry, avatars, new_session, settings.max_viewers)
-    bots = BotGateway(registry, avatars, new_bot_session, metrics)
+    access = AccessPolicy(settings.access, session_clock)
+    signalling = Signalling(registry, avatars, new_session, settings.max_viewers, access, settings.ice_servers)
+    bots = BotGateway(registry, avatars, new_bot_session, metrics, access)
     frame_rate = settings.fps if settings.fps is not None else built.fps
 
     @asynccontextmanager
@@ -215,6 +218,10 @@ def create_app(
     async def avatar_image(name: str) -> FileResponse:
         return FileResponse(avatars.image_path(name), media_type=avatars.media_type(name))
 
+    @app.get("/api/config", summary="What a page needs to call: the ICE servers and how long to gather")
+    async def page_config() -> ClientConfig:
+        return client_config(settings.ice_servers)
+
     @app.get("/healthz", summary="Liveness and load")
     async def health() -> Health:
         return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions)
@@ -224,4 +231,5 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/static", StaticFiles(directory=settings.web_client_dir), name="static")
+    install_access_control(app, access)  # last, so it runs first: nothing is read or done for a refused request
     return app

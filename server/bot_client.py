@@ -8,7 +8,8 @@
             ...
 
 `connect_bot` returns once the server has answered the start: with the session (`bot.started`), or by raising
-`BotRefused` with the server's error code. Iteration ends when the connection closes; `bot.close_code` and
+`BotRefused` with the server's error code (`token_required` and close code 4401 when the server wants its token:
+pass `token=`, or set `ECHOLIVE_TOKEN`). Iteration ends when the connection closes; `bot.close_code` and
 `bot.close_reason` then say why.
 """
 
@@ -25,6 +26,7 @@ import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from server.access_settings import token_from_environment
 from server.bot_protocol import (
     PROTOCOL_VERSION,
     Close,
@@ -144,12 +146,21 @@ async def connect_bot(
     output: OutputMode = "frames",
     jpeg_quality: int = 80,
     send_audio: bool = True,
+    token: str | None = None,
 ) -> AsyncIterator[BotClient]:
-    """Open a session; on leaving the block the session is closed and the connection with it."""
+    """Open a session; on leaving the block the session is closed and the connection with it. `token`: the
+    server's access token (default: `ECHOLIVE_TOKEN`, if set)."""
     start = Start(PROTOCOL_VERSION, avatar, sample_rate, output, jpeg_quality, send_audio)
+    bearer = token if token is not None else token_from_environment()
+    headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
     # Media do not compress, and a bot on loopback must not be sent through a proxy from the environment.
-    async with connect(url, compression=None, proxy=None, max_size=MAX_MESSAGE_BYTES) as connection:
-        await connection.send(start_message(start))
+    async with connect(
+        url, compression=None, proxy=None, max_size=MAX_MESSAGE_BYTES, additional_headers=headers
+    ) as connection:
+        with suppress(ConnectionClosed):
+            # A server that refuses the handshake itself (a missing token) may close before the start is sent;
+            # its error event is still there to read.
+            await connection.send(start_message(start))
         try:
             first = _decode(await connection.recv())
         except ConnectionClosed as closed:

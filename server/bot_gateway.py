@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server.access_control import AccessPolicy
 from server.avatars import AvatarStore
 from server.bot_protocol import (
     Close,
@@ -48,8 +49,10 @@ class BotGateway:
         avatars: AvatarStore[object],
         new_session: BotSessionFactory,
         metrics: ServerMetrics,
+        access: AccessPolicy,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
+        self._access = access
         self._registry = registry
         self._avatars = avatars
         self._new_session = new_session
@@ -110,7 +113,8 @@ class BotGateway:
         session_id = uuid.uuid4().hex
         try:
             avatar = await self._avatars.prepared(avatar_name)
-            session = self._new_session(session_id, avatar_name, avatar, socket, start, _viewer_url(socket, session_id))
+            viewer_url = self._viewer_url(socket, session_id)
+            session = self._new_session(session_id, avatar_name, avatar, socket, start, viewer_url)
             self._registry.admit(session)
         except ApiError as error:
             close_code = _ADMISSION_CLOSE_CODES.get(error.status, CloseCode.INVALID_START)
@@ -126,8 +130,10 @@ class BotGateway:
         await self._tell(socket, code, message)
         await socket.close(close_code, code)
 
-
-def _viewer_url(socket: WebSocket, session_id: str) -> str:
-    """The watch page of a session, on the host and scheme the bot reached the server by."""
-    scheme = "https" if socket.url.scheme == "wss" else "http"
-    return str(socket.url.replace(scheme=scheme, path=f"/watch/{session_id}", query="", fragment=""))
+    def _viewer_url(self, socket: WebSocket, session_id: str) -> str:
+        """The watch page of a session, on the host and scheme the bot reached the server by; with access control
+        on, its viewer token rides in the fragment, which browsers send to no server and no Referer carries."""
+        scheme = "https" if socket.url.scheme == "wss" else "http"
+        token = self._access.viewer_token(session_id)
+        fragment = "" if token is None else f"token={token}"
+        return str(socket.url.replace(scheme=scheme, path=f"/watch/{session_id}", query="", fragment=fragment))

@@ -80,6 +80,8 @@ class BridgeError(Exception):
 @dataclass(frozen=True)
 class BridgeOptions:
     server: str
+    token: str | None
+    """The server's access token, sent as `Authorization: Bearer`; None for a server without one."""
     avatar: str | None
     mic: str
     camera: str | None
@@ -238,12 +240,10 @@ def _capture_format(mic: str) -> tuple[str, str]:
 
 def _post_offer(options: BridgeOptions, sdp: str) -> dict[str, Any]:
     body = json.dumps({"sdp": sdp, "type": "offer", "avatar": options.avatar}).encode()
-    request = urllib.request.Request(
-        f"{options.server.rstrip('/')}/api/sessions",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+    headers = {"Content-Type": "application/json"}
+    if options.token is not None:
+        headers["Authorization"] = f"Bearer {options.token}"
+    request = urllib.request.Request(f"{options.server.rstrip('/')}/api/sessions", data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             answer: dict[str, Any] = json.load(response)
@@ -252,6 +252,8 @@ def _post_offer(options: BridgeOptions, sdp: str) -> dict[str, Any]:
             detail = json.load(error)["error"]["message"]
         except (ValueError, KeyError, TypeError):
             detail = f"HTTP {error.code}"
+        if error.code == 401:
+            detail += " (give its token with --token, or set ECHOLIVE_TOKEN)"
         raise BridgeError(f"the server refused the session: {detail}") from error
     except OSError as error:
         raise BridgeError(f"cannot reach the server at {options.server}: {error}") from error

@@ -16,6 +16,7 @@ EXIT_FAILURE = 1
 def add_bridge_command(commands: argparse._SubParsersAction[Any]) -> None:
     bridge = commands.add_parser("bridge", help="the avatar as a virtual camera for video calls")
     bridge.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL (default %(default)s)")
+    bridge.add_argument("--token", default=None, help="the server's access token (default: $ECHOLIVE_TOKEN)")
     bridge.add_argument("--avatar", default=None, help="an avatar name (default: the server's)")
     bridge.add_argument("--mic", default="default", help="a capture device, or an audio file played as the microphone")
     output = bridge.add_mutually_exclusive_group()
@@ -34,11 +35,13 @@ def add_bridge_command(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_bridge_command(args: argparse.Namespace) -> int:
+    from server.access_settings import token_from_environment
     from server.bridge import BridgeError, BridgeOptions, check_voice_delay, parse_voice_delay, run_bridge
 
     try:
         options = BridgeOptions(
             server=args.server,
+            token=args.token or token_from_environment(),
             avatar=args.avatar,
             mic=args.mic,
             camera=args.camera,

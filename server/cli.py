@@ -15,6 +15,7 @@ from typing import NoReturn
 from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
 from server.acceleration_options import AccelerationOptions, add_acceleration_options
 from server.bridge_command import add_bridge_command, run_bridge_command
+from server.deployment_options import DeploymentOptions, add_deployment_options
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without microphone audio (or without ICE connecting) after which a caller is taken as gone "
         "(default %(default)s)",
     )
+    add_deployment_options(serve)
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -157,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from server.serve import run_server
 
+    deployment = DeploymentOptions.from_args(args)
     settings = ServerSettings(
         host=args.host,
         port=args.port,
@@ -177,6 +180,9 @@ def _serve(args: argparse.Namespace) -> int:
         ice_host_addresses=tuple(args.ice_address),
         max_viewers=args.max_viewers,
         media_timeout=args.media_timeout,
+        access=deployment.access,
+        tls=deployment.tls,
+        ice_servers=deployment.ice_servers,
     )
     run_server(settings)
     return 0

@@ -14,9 +14,13 @@ from types import FrameType
 
 import uvicorn
 
+from server.access_settings import is_loopback
 from server.app import create_app
 from server.session_registry import SessionRegistry
 from server.settings import ServerSettings
+from server.tls import server_certificate
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,15 @@ def run_server(settings: ServerSettings) -> None:
     """Serve until stopped. A bad setting raises `ValueError` from `create_app`, before any port is bound."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
+    certificate = server_certificate(settings.tls)
+    if certificate is not None:
+        logger.info("https with %s; its SHA-256 fingerprint is %s", certificate.cert, certificate.fingerprint)
+    if settings.access.enabled:
+        logger.info("every API call and the bot WebSocket need the token")
+    elif is_loopback(settings.host):
+        logger.info("no token: listening on %s, for this machine only (give --token to serve others)", settings.host)
+    else:
+        logger.warning("no token and --insecure: anyone who reaches %s can use this server", settings.host)
     # The middleware closes an oversized message with a reason at `max_ws_message_bytes`; uvicorn's own limit, above
     # it, bounds what a frame can make the server buffer before the middleware sees the message.
     config = uvicorn.Config(
@@ -55,6 +68,8 @@ def run_server(settings: ServerSettings) -> None:
         log_level="info",
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         ws_max_size=2 * settings.max_ws_message_bytes,
+        ssl_certfile=None if certificate is None else certificate.cert,
+        ssl_keyfile=None if certificate is None else certificate.key,
     )
     registry: SessionRegistry = app.state.registry
     previous = signal.signal(signal.SIGTERM, _raise_stopped)

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.acceleration_options import AccelerationOptions
+from server.access_settings import AccessSettings
+from server.ice_servers import IceServer
+from server.tls import TlsSettings
 
 RENDERER_NAMES = ("lite", "echomimic")
 DEFAULT_SIZE = 512
@@ -63,6 +66,11 @@ class ServerSettings:
     """Gather ICE host candidates only on these local addresses (e.g. 127.0.0.1 for loopback-only use); empty for
     every interface, the standard behaviour."""
     web_client_dir: Path = WEB_CLIENT_DIR
+    access: AccessSettings = field(default_factory=AccessSettings)
+    """The token, viewer links, CORS origins; without a token the server may listen on loopback only."""
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    ice_servers: tuple[IceServer, ...] = ()
+    """STUN and TURN servers for the server's peer connections and the page's."""
 
     def __post_init__(self) -> None:
         if self.renderer not in RENDERER_NAMES:
@@ -91,6 +99,7 @@ class ServerSettings:
             raise ValueError(f"playout delay must be between 0 and 2 seconds, not {self.playout_delay}")
         if self.media_timeout <= 0:
             raise ValueError(f"media timeout must be positive, not {self.media_timeout}")
+        self.access.check_host(self.host)
 
 
 def check_frame_size(size: int) -> None:

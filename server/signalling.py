@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import MediaDescription, SessionDescription
 
+from server.access_control import AccessPolicy
 from server.avatars import AvatarStore
 from server.errors import ApiError
+from server.ice_servers import IceServer, rtc_configuration
 from server.session import Session
 from server.session_registry import SessionRegistry
 from server.viewers import Viewer
@@ -45,6 +47,10 @@ class SessionAnswer:
     type: str
     playout_delay: float
     """Seconds the server holds video behind the microphone audio; clients add it to their latency estimate."""
+    hang_up_secret: str | None = None
+    """With access control on: the bearer credential that lets this client end its session without the token."""
+    viewer_token: str | None = None
+    """With access control on: what a watch link carries (`/watch/{session_id}#token=...`) to watch this session."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +82,15 @@ class Signalling:
         avatars: AvatarStore[object],
         new_session: SessionFactory,
         max_viewers: int,
+        access: AccessPolicy,
+        ice_servers: tuple[IceServer, ...] = (),
     ) -> None:
         self._registry = registry
         self._avatars = avatars
         self._new_session = new_session
         self._max_viewers = max_viewers
+        self._access = access
+        self._ice_servers = ice_servers
         self._viewer_departures: set[asyncio.Task[bool]] = set()
 
     async def answer(self, offer: SessionOffer) -> SessionAnswer:
@@ -88,7 +98,7 @@ class Signalling:
         assert audio is not None
         avatar_name = offer.avatar or self._avatars.default_name
         avatar = await self._avatars.prepared(avatar_name)
-        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        peer = RTCPeerConnection(rtc_configuration(self._ice_servers))
         session = self._new_session(uuid.uuid4().hex, avatar_name, peer, avatar)
         try:
             self._registry.admit(session)
@@ -113,6 +123,8 @@ class Signalling:
             sdp=peer.localDescription.sdp,
             type=peer.localDescription.type,
             playout_delay=session.playout_delay,
+            hang_up_secret=self._access.hang_up_secret(session.session_id),
+            viewer_token=self._access.viewer_token(session.session_id),
         )
 
     async def hang_up(self, session_id: str) -> None:
@@ -126,7 +138,7 @@ class Signalling:
                 503, "too_many_viewers", f"session {session_id} already has {self._max_viewers} viewers, the limit here"
             )
         viewer_id = uuid.uuid4().hex
-        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        peer = RTCPeerConnection(rtc_configuration(self._ice_servers))
         viewer = Viewer(viewer_id, peer, session, voice=audio is not None and _direction(audio) in _RECEIVES)
         try:
             await peer.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))

@@ -16,12 +16,15 @@ const elements = {
   latency: document.getElementById("stat-latency"),
   rtt: document.getElementById("stat-rtt"),
   videoInfo: document.getElementById("stat-video"),
+  share: document.getElementById("share"),
+  shareLink: document.getElementById("share-link"),
 };
 
 const STATS_INTERVAL_MS = 1000;
 
 let selectedAvatar = null;
 let session = null;
+takeFragmentToken(TOKEN_KEY, { clearFragment: true });
 
 // ---- messages and state -------------------------------------------------------------------------------------
 
@@ -48,7 +51,7 @@ function setState(state) {
 // ---- avatars ------------------------------------------------------------------------------------------------
 
 async function loadAvatars(preferred) {
-  const { avatars, default: defaultName } = await readJson(await fetch("/api/avatars"));
+  const { avatars, default: defaultName } = await readJson(await apiFetch("/api/avatars"));
   elements.avatarList.replaceChildren(...avatars.map(avatarButton));
   const names = avatars.map((avatar) => avatar.name);
   selectAvatar(names.includes(preferred) ? preferred : names.includes(selectedAvatar) ? selectedAvatar : defaultName);
@@ -62,8 +65,14 @@ function avatarButton(avatar) {
   button.setAttribute("role", "radio");
   button.title = avatar.name;
   const image = document.createElement("img");
-  image.src = `/api/avatars/${encodeURIComponent(avatar.name)}/image`;
   image.alt = avatar.name;
+  // Fetched rather than linked: an <img> cannot send the token.
+  apiFetch(`/api/avatars/${encodeURIComponent(avatar.name)}/image`)
+    .then((response) => (response.ok ? response.blob() : null))
+    .then((blob) => {
+      if (blob) image.src = URL.createObjectURL(blob);
+    })
+    .catch(() => {});
   const label = document.createElement("span");
   label.textContent = avatar.name;
   button.append(image, label);
@@ -84,11 +93,11 @@ async function uploadAvatar(file) {
   form.append("image", file, file.name);
   showMessage(`Checking ${file.name} for a face…`, "info");
   try {
-    const avatar = await readJson(await fetch("/api/avatars", { method: "POST", body: form }));
+    const avatar = await readJson(await apiFetch("/api/avatars", { method: "POST", body: form }));
     await loadAvatars(avatar.name);
     showMessage(`Added “${avatar.name}”. It is selected for the next session.`, "info");
   } catch (error) {
-    showMessage(`Upload refused: ${error.message}`);
+    showMessage(`Upload refused: ${error instanceof ServerError ? describeRefusal(error) : error.message}`);
   } finally {
     elements.upload.value = "";
   }
@@ -115,8 +124,26 @@ async function startSession() {
     return;
   }
 
-  const peer = new RTCPeerConnection({ iceServers: [] });
-  session = { peer, microphone, id: null, playoutDelay: 0, meter: startLevelMeter(microphone), statsTimer: null };
+  let config;
+  try {
+    config = await pageConfig();
+  } catch (error) {
+    microphone.getTracks().forEach((track) => track.stop());
+    setState("failed");
+    showMessage(describeRefusal(error));
+    return;
+  }
+  const peer = new RTCPeerConnection({ iceServers: config.ice_servers });
+  session = {
+    peer,
+    microphone,
+    id: null,
+    hangUpSecret: null,
+    connected: false,
+    playoutDelay: 0,
+    meter: startLevelMeter(microphone),
+    statsTimer: null,
+  };
   peer.addTransceiver(microphone.getAudioTracks()[0], { direction: "sendrecv" });
   peer.addTransceiver("video", { direction: "recvonly" });
   // The server sends video and the echoed voice in one stream, so the browser keeps them lip-synced.
@@ -127,22 +154,24 @@ async function startSession() {
 
   try {
     await peer.setLocalDescription(await peer.createOffer());
-    await iceGatheringComplete(peer);
+    await iceGatheringComplete(peer, config.ice_gathering_timeout);
     const answer = await readJson(
-      await fetch("/api/sessions", {
+      await apiFetch("/api/sessions", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ sdp: peer.localDescription.sdp, type: "offer", avatar: selectedAvatar }),
       }),
     );
     session.id = answer.session_id;
+    session.hangUpSecret = answer.hang_up_secret;
     session.playoutDelay = answer.playout_delay;
+    showShareLink(answer);
     await peer.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     session.statsTimer = setInterval(() => updateStats(peer), STATS_INTERVAL_MS);
   } catch (error) {
     await stopSession();
     setState("failed");
-    showMessage(error instanceof ServerError ? `The server refused the session: ${error.message}` : error.message);
+    showMessage(describeRefusal(error));
   }
 }
 
@@ -163,19 +192,23 @@ function microphoneProblem(error) {
 function onConnectionState(peer) {
   if (!session || session.peer !== peer) return;
   const state = peer.connectionState;
-  if (state === "connected") setState("live");
-  else if (state === "failed") {
+  if (state === "connected") {
+    session.connected = true;
+    setState("live");
+  } else if (state === "failed") {
+    const everConnected = session.connected;
     stopSession().then(() => {
       setState("failed");
-      showMessage("The connection to the server was lost. Press Start to try again.");
+      showMessage(everConnected ? "The connection to the server was lost. Press Start to try again." : ICE_FAILED_MESSAGE);
     });
   } else if (state === "connecting" || state === "disconnected") setState(state);
 }
 
 async function stopSession() {
   if (!session) return;
-  const { peer, microphone, id, meter, statsTimer } = session;
+  const { peer, microphone, id, hangUpSecret, meter, statsTimer } = session;
   session = null;
+  elements.share.hidden = true;
   clearInterval(statsTimer);
   meter.stop();
   microphone.getTracks().forEach((track) => track.stop());
@@ -183,7 +216,25 @@ async function stopSession() {
   elements.video.srcObject = null;
   resetStats();
   setState("ended");
-  if (id) await fetch(`/api/sessions/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true }).catch(() => {});
+  if (id) await hangUp(id, hangUpSecret).catch(() => {});
+}
+
+// The session's own secret ends it, so hanging up needs no token (and works with one stored or not).
+function hangUp(id, hangUpSecret) {
+  return apiFetch(`/api/sessions/${encodeURIComponent(id)}`, {
+    method: "DELETE",
+    keepalive: true,
+    credential: hangUpSecret || undefined,
+  });
+}
+
+// A link others can watch the session with; its viewer token rides in the fragment, which no server receives.
+function showShareLink(answer) {
+  const fragment = answer.viewer_token ? `#token=${encodeURIComponent(answer.viewer_token)}` : "";
+  const url = `${location.origin}/watch/${encodeURIComponent(answer.session_id)}${fragment}`;
+  elements.shareLink.href = url;
+  elements.shareLink.textContent = url;
+  elements.share.hidden = false;
 }
 
 // ---- microphone level -----------------------------------------------------------------------------------------
@@ -252,10 +303,8 @@ elements.hearVoice.addEventListener("change", () => {
   elements.video.muted = !elements.hearVoice.checked;
 });
 window.addEventListener("pagehide", () => {
-  if (session && session.id) {
-    fetch(`/api/sessions/${encodeURIComponent(session.id)}`, { method: "DELETE", keepalive: true });
-  }
+  if (session && session.id) hangUp(session.id, session.hangUpSecret);
 });
 
 setState("idle");
-loadAvatars().catch((error) => showMessage(`Could not load the avatars: ${error.message}`));
+loadAvatars().catch((error) => showMessage(`Could not load the avatars. ${describeRefusal(error)}`));

@@ -12,6 +12,9 @@ const elements = {
 
 const sessionId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 const viewersUrl = `/api/sessions/${encodeURIComponent(sessionId)}/viewers`;
+// The link's viewer token (`#token=...`) lets this page watch this one session; without one, the server's token
+// is asked for when the server wants it.
+const viewerToken = takeFragmentToken(`echolive-viewer-token:${sessionId}`, { clearFragment: false });
 let viewer = null;
 
 function showMessage(text) {
@@ -30,8 +33,16 @@ function setState(state) {
 async function watch() {
   elements.message.hidden = true;
   setState("connecting");
-  const peer = new RTCPeerConnection({ iceServers: [] });
-  viewer = { peer, id: null };
+  let config;
+  try {
+    config = await pageConfig(viewerToken);
+  } catch (error) {
+    setState("failed");
+    showMessage(`Could not watch this session. ${describeRefusal(error)}`);
+    return;
+  }
+  const peer = new RTCPeerConnection({ iceServers: config.ice_servers });
+  viewer = { peer, id: null, connected: false };
   peer.addTransceiver("video", { direction: "recvonly" });
   peer.addTransceiver("audio", { direction: "recvonly" });
   const remote = new MediaStream();
@@ -40,9 +51,10 @@ async function watch() {
   peer.addEventListener("connectionstatechange", () => onConnectionState(peer));
   try {
     await peer.setLocalDescription(await peer.createOffer());
-    await iceGatheringComplete(peer);
+    await iceGatheringComplete(peer, config.ice_gathering_timeout);
     const answer = await readJson(
-      await fetch(viewersUrl, {
+      await apiFetch(viewersUrl, {
+        credential: viewerToken,
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ sdp: peer.localDescription.sdp, type: "offer" }),
@@ -53,18 +65,21 @@ async function watch() {
   } catch (error) {
     leave();
     setState("failed");
-    showMessage(`Could not watch this session: ${error.message}`);
+    showMessage(`Could not watch this session. ${describeRefusal(error)}`);
   }
 }
 
 function onConnectionState(peer) {
   if (!viewer || viewer.peer !== peer) return;
   const state = peer.connectionState;
-  if (state === "connected") setState("live");
-  else if (state === "failed" || state === "closed" || state === "disconnected") {
+  if (state === "connected") {
+    viewer.connected = true;
+    setState("live");
+  } else if (state === "failed" || state === "closed" || state === "disconnected") {
+    const everConnected = viewer.connected;
     leave();
-    setState("ended");
-    showMessage("The session has ended, or the connection to it was lost.");
+    setState(everConnected ? "ended" : "failed");
+    showMessage(everConnected ? "The session has ended, or the connection to it was lost." : ICE_FAILED_MESSAGE);
   }
 }
 
@@ -74,7 +89,10 @@ function leave() {
   viewer = null;
   peer.close();
   elements.video.srcObject = null;
-  if (id) fetch(`${viewersUrl}/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true }).catch(() => {});
+  if (id) {
+    apiFetch(`${viewersUrl}/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true, credential: viewerToken })
+      .catch(() => {});
+  }
 }
 
 elements.sound.addEventListener("click", () => {

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import BrowserContext, FilePayload, Page, sync_playwright
 
 from bench.mouth_probe import MouthProbe
+from server.access_settings import AccessSettings
 from server.app import create_app
 from server.settings import ServerSettings
 from streaming.lite.renderer import LiteRenderer
@@ -139,8 +140,45 @@ def test_the_page_explains_a_refused_session_and_a_refused_upload(server_url: st
         upload_refused = second.text_content("#message")
         context.close()
 
-    assert refused is not None and "server refused the session" in refused and "server is full" in refused
+    assert refused is not None and "server is full" in refused and "Try again" in refused
     assert upload_refused is not None and "PNG or JPEG" in upload_refused
+
+
+def test_with_a_token_the_page_asks_for_it_once_keeps_it_for_the_tab_and_hangs_up_with_the_secret(
+    tmp_path: Path, lite_renderer: LiteRenderer
+) -> None:
+    """The token is given the way a person gives it: answering the page's prompt (Playwright's dialog handler)."""
+    token = "browser-test-token-0123456789"
+    settings = ServerSettings(
+        avatar_dir=tmp_path / "avatars",
+        ice_host_addresses=("127.0.0.1",),
+        media_timeout=5.0,
+        access=AccessSettings(token=token),
+    )
+    prompts: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        prompts.append(dialog.message)
+        dialog.accept(token)
+
+    with serve_in_thread(create_app(settings, renderer=lite_renderer)) as url, sync_playwright() as playwright:
+        context = launch(playwright, tmp_path / "profile", FAKE_MICROPHONE_FLAGS)
+        page = context.new_page()
+        page.on("dialog", answer)
+        page.goto(url)
+        page.wait_for_function("document.querySelector('.avatar img') && document.querySelector('.avatar img').src")
+        page.reload()
+        start_session(page)
+        page.wait_for_function("document.getElementById('connection-state').textContent === 'live'", timeout=20_000)
+        share_link = page.get_attribute("#share-link", "href")
+        page.click("#stop-button")
+        page.wait_for_function("document.getElementById('connection-state').textContent === 'ended'")
+        count_sessions = f"fetch('/api/sessions', {{headers: {{Authorization: 'Bearer {token}'}}}}).then(r => r.json())"
+        page.wait_for_function(f"{count_sessions}.then(body => body.sessions.length === 0)", timeout=10_000)
+        context.close()
+
+    assert len(prompts) == 1 and "access token" in prompts[0]
+    assert share_link is not None and "/watch/" in share_link and "#token=" in share_link
 
 
 def test_the_page_explains_a_denied_microphone(server_url: str, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ async def test_openapi_documents_every_route(settings: ServerSettings) -> None:
         "/api/sessions/{session_id}/viewers/{viewer_id}",
         "/api/avatars",
         "/api/avatars/{name}/image",
+        "/api/config",
         "/healthz",
         "/metrics",
     }
