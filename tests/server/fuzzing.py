@@ -59,7 +59,10 @@ def tried(prop: str) -> None:
 def app_client(directory: Path, media_timeout: float = 5.0) -> Iterator[TestClient]:
     """The app with the fake renderer, its lifespan running, behind Starlette's in-process client."""
     settings = ServerSettings(
-        avatar_dir=directory / "avatars", ice_host_addresses=("127.0.0.1",), media_timeout=media_timeout
+        avatar_dir=directory / "avatars",
+        ice_host_addresses=("127.0.0.1",),
+        media_timeout=media_timeout,
+        upload_rate=1e6,  # every fuzzed upload must reach the decoder, not the rate limit
     )
     with TestClient(create_app(settings, renderer=LoudnessRenderer())) as client:
         yield client
