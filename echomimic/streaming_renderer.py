@@ -64,6 +64,8 @@ class EchoMimicRenderer:
     """Talking-head frames from EchoMimic v1, window by window, one `EchoMimicSession` per live session."""
 
     name = "echomimic"
+    parallel_renders = 1
+    """All GPU work runs behind `model_lock`, one batch at a time: one render lane, however many sessions."""
 
     def __init__(
         self,

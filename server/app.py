@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from server.admission import AdmissionPolicy
 from server.avatars import AvatarInfo, AvatarStore
 from server.bot_gateway import BotGateway
 from server.bot_protocol import Start
@@ -31,6 +32,7 @@ from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signa
 from server.timed_renderer import TimedRenderer
 from server.warm_up import warm_up
 from streaming.clock import Clock, MonotonicClock
+from streaming.render_governor import RenderGovernor
 from streaming.renderer import Renderer
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -58,6 +60,9 @@ class Health:
     fps: float
     sessions: int
     max_sessions: int
+    capacity: int
+    """Sessions this renderer runs at once in real time, from the render times measured now (`--max-sessions` at
+    most)."""
 
 
 def create_app(
@@ -74,20 +79,30 @@ def create_app(
             settings.renderer, settings.fps, settings.weights_dir, settings.size, settings.acceleration
         )
     )
-    timed_renderer = TimedRenderer(built, metrics.render_seconds, RenderTimes())
+    render_times = RenderTimes()
+    timed_renderer = TimedRenderer(built, metrics.render_seconds, render_times)
     avatars: AvatarStore[object] = AvatarStore(
         settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, settings.avatar
     )
     warm_up(timed_renderer, avatars.prepare_default())
     if settings.ice_host_addresses:
         restrict_ice_host_addresses(settings.ice_host_addresses)
-    registry = SessionRegistry(settings.max_sessions, metrics)
+    frame_rate = settings.fps if settings.fps is not None else built.fps
+    policy = AdmissionPolicy.for_renderer(
+        built, render_times, frame_rate, settings.max_sessions, settings.admission_margin
+    )
+    registry = SessionRegistry(policy, metrics)
     session_clock = clock if clock is not None else MonotonicClock()
+    governor = RenderGovernor(session_clock)
+    timed_renderer.on_render = lambda _: governor.observe(registry.utilisation())
+    metrics.render_utilisation.set_function(registry.utilisation)
+    metrics.sessions_degraded.set_function(lambda: sum(session.degraded for session in registry.sessions()))
     session_config = SessionConfig(
         fps=settings.fps,
         playout_delay=settings.playout_delay,
         echo_audio=settings.echo_audio,
         media_timeout=settings.media_timeout,
+        governor=governor,
     )
 
     def new_session(session_id: str, avatar_name: str, peer: RTCPeerConnection, avatar: object) -> Session:
@@ -122,7 +137,6 @@ def create_app(
 
     signalling = Signalling(registry, avatars, new_session, settings.max_viewers)
     bots = BotGateway(registry, avatars, new_bot_session, metrics)
-    frame_rate = settings.fps if settings.fps is not None else built.fps
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -210,7 +224,7 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness and load")
     async def health() -> Health:
-        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions)
+        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions, registry.capacity())
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
