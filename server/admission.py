@@ -9,8 +9,10 @@ before the port is bound), of the costlier call kind, since any session may star
 * `echomimic` runs all GPU work behind one model lock: one lane (its batching of ready windows makes the measured
   time per call cover the whole batch, so the estimate errs on the safe side).
 
-A renderer states its lanes with a `parallel_renders` attribute (none: one lane). One more session is admitted
-while the load with it stays within `1 - margin` of the lanes; the margin covers what the render time does not count
+A session draws its own windows one after another, so `n` sessions use at most `min(n, lanes)` lanes: their load is
+the lane-seconds they need over that, and above 1 they fall behind real time. A renderer states its lanes with a
+`parallel_renders` attribute (none: one lane). One more session is admitted while the load with it stays within
+`1 - margin`; the margin covers what the render time does not count
 (video encoding shares the CPU with `lite`) and the noise of a 95th percentile. Times measured under load include
 waiting for the cores or the lock, so a loaded server errs on the side of refusing. The first session is always
 admitted: it pushes nobody below real time (the warm-up logs when the renderer is too slow even for one).
@@ -89,9 +91,11 @@ class AdmissionPolicy:
         return max(self.times.p95_per_frame().values(), default=0.0)
 
     def utilisation(self, sessions: int) -> float:
-        """Share of the renderer's lanes that `sessions` sessions drawing every frame keep busy; above 1 they
-        cannot all run in real time."""
-        return sessions * self.fps * self.seconds_per_frame() / self.lanes
+        """The load of `sessions` sessions drawing every frame: the lane-seconds they need each second over the
+        lanes they can use; above 1 they cannot all run in real time."""
+        if sessions == 0:
+            return 0.0
+        return sessions * self.fps * self.seconds_per_frame() / min(sessions, self.lanes)
 
     def refusal(self, sessions: int) -> Refusal | None:
         """Why one more session cannot join `sessions` live ones, or None when it can."""
@@ -111,24 +115,29 @@ class AdmissionPolicy:
             return None
         per_frame = self.seconds_per_frame()
         needed = (sessions + 1) * self.fps * per_frame
-        usable = self.lanes * (1 - self.margin)
+        lanes = min(sessions + 1, self.lanes)
+        usable = lanes * (1 - self.margin)
         if needed <= usable + _ROUNDING:
             return None
         return Refusal(
             "no_headroom",
             f"one more session would need {needed:.2f} render lanes for {sessions + 1} sessions at "
             f"{self.fps:g} fps and {per_frame * 1000:.1f} ms per frame (95th percentile of recent renders); "
-            f"this renderer has {self.lanes} lane{'s' if self.lanes != 1 else ''}, {usable:.2f} usable with "
-            f"{self.margin:.0%} kept free, so the sessions running would fall behind real time",
+            f"they can use {lanes} of this renderer's {self.lanes} lane{'s' if self.lanes != 1 else ''}, "
+            f"{usable:.2f} with {self.margin:.0%} kept free, so the sessions running would fall behind real time",
         )
 
     def capacity(self, sessions: int = 0) -> int:
         """How many sessions this renderer runs at once in real time, from the numbers measured now, with
         `sessions` already live (their device memory is already taken): at least 1, at most `max_sessions`."""
         per_session = self.fps * self.seconds_per_frame()
+        usable = 1 - self.margin
         fit = self.max_sessions
-        if per_session > 0:
-            fit = min(fit, math.floor(self.lanes * (1 - self.margin) / per_session + _ROUNDING))
+        if per_session > usable + _ROUNDING:
+            fit = 1  # not even one session keeps up with the margin; the first is admitted all the same
+        elif per_session > 0:
+            # Sessions up to the lanes each have one; beyond, they share them.
+            fit = min(fit, max(self.lanes, math.floor(self.lanes * usable / per_session + _ROUNDING)))
         memory = self._device_memory() if self._device_memory is not None else None
         if memory is not None and memory.session_bytes > 0:
             fit = min(fit, sessions + memory.free_bytes // memory.session_bytes)

@@ -37,7 +37,7 @@ def test_sessions_are_admitted_while_all_of_them_fit_in_the_lanes_with_the_margi
     refusal = admission.refusal(6)
     assert refusal is not None and refusal.reason == "no_headroom"
     assert "1.75 render lanes for 7 sessions at 25 fps and 10.0 ms per frame" in refusal.message
-    assert "2 lanes, 1.60 usable with 20% kept free" in refusal.message
+    assert "they can use 2 of this renderer's 2 lanes, 1.60 with 20% kept free" in refusal.message
     assert refusal.retry_after > 0
     assert admission.capacity() == 6
 
@@ -51,6 +51,16 @@ def test_the_margin_and_the_lanes_move_the_limit() -> None:
     times = times_of(window=0.010)
     assert policy(times, margin=0.0).capacity() == 8
     assert policy(times, lanes=1, margin=0.5).capacity() == 2
+
+
+def test_a_session_draws_its_frames_one_after_another_so_lanes_beyond_one_do_not_make_it_faster() -> None:
+    admission = policy(times_of(window=0.036), lanes=8)  # 0.9 of a lane per session
+    assert admission.utilisation(1) == pytest.approx(0.9)
+    assert admission.utilisation(16) == pytest.approx(1.8)
+    refusal = admission.refusal(1)
+    assert refusal is not None and refusal.reason == "no_headroom", "each session alone is past the margin"
+    assert admission.capacity() == 1
+    assert policy(times_of(window=0.030), lanes=8).capacity() == 8, "0.75 of a lane each: one lane per session"
 
 
 def test_the_first_session_is_always_admitted_even_on_a_renderer_too_slow_for_it() -> None:
