@@ -28,8 +28,9 @@ class ServerMetrics:
         )
         self.render_utilisation = Gauge(
             "echolive_render_utilisation",
-            "Share of the renderer's parallel capacity the live sessions need to draw every frame, from the 95th "
-            "percentile of recent render time per frame; above 1 they fall behind real time. Headroom is 1 minus it.",
+            "Load of the live sessions drawing every frame: render lane-seconds needed per second (95th percentile "
+            "of recent render time per frame) over the lanes they can use; above 1 they fall behind real time. "
+            "Headroom is 1 minus it.",
             registry=self.registry,
         )
         self.sessions_degraded = Gauge(

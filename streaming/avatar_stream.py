@@ -270,7 +270,7 @@ class AvatarStream(Generic[AvatarT]):
         self.stats.frames_discarded += len(self._output)
         self._output.clear()
         resume = self._next_yield
-        self._held_image = self._last_yielded.image if self._last_yielded is not None else None
+        self._held_image = None  # back to rest at once: the first frame after an interrupt is drawn, never held
         self._speaking = False
         if self._session is not None:
             self._session.cancel()

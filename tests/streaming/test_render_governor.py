@@ -3,6 +3,8 @@ while it is degraded and every frame again once it recovers."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from streaming.clock import VirtualClock
@@ -93,3 +95,23 @@ async def test_a_renderer_that_cannot_thin_its_windows_keeps_its_full_rate() -> 
         await harness.finish()
     assert all(drawn == index for index, drawn in shown(harness))
     assert harness.stream.stats.frames_held == 0 and not harness.stream.degraded
+
+
+async def test_after_an_interrupt_a_degraded_stream_draws_its_first_frame_at_rest_rather_than_hold_speech() -> None:
+    for taken_before in (9, 10):  # the interrupt resumes on an odd slot, then on an even one
+        renderer = FakeRenderer(window=THINNABLE)
+        async with StreamHarness(renderer=renderer, governor=degrading, consume=False) as harness:
+            assert harness.governor is not None
+            harness.governor.observe(1.5)
+            harness.push(tone(2.0))  # a burst: speech frames are rendered ahead of the clock
+            await harness.clock.advance(0.2)
+            await harness.until(lambda: harness.stream.queued_frames >= 12)
+            taken = [await harness.take() for _ in range(taken_before)]
+            assert taken[-1].speaking
+            harness.stream.interrupt()
+            while not harness.stream.queued_frames:
+                await harness.clock.advance(0.02)
+                await asyncio.sleep(0.001)
+            first_after = await harness.take()
+        assert first_after.index == taken_before
+        assert decode(first_after.image) == (taken_before, False), "drawn at rest, not the last speech held"
