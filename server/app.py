@@ -149,6 +149,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.capacity = registry.capacity  # sessions that fit now, for a scaler (Ray Serve's max_ongoing_requests)
 
     body_limits = {
         "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,

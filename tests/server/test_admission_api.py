@@ -63,15 +63,18 @@ async def test_an_offer_without_headroom_is_refused_with_503_before_its_avatar_i
 async def test_a_bot_without_headroom_gets_an_error_event_with_retry_after_and_close_4503(tmp_path: Path) -> None:
     renderer = SlowRenderer(SECONDS_PER_FRAME)
     settings = ServerSettings(avatar_dir=tmp_path / "avatars", ice_host_addresses=("127.0.0.1",))
-    with serve_in_thread(create_app(settings, renderer=renderer)) as url:
+    app = create_app(settings, renderer=renderer)
+    with serve_in_thread(app) as url:
         async with connect_bot(ws_url(url), output="viewer"):
             async with raw_socket(url) as socket:
                 await socket.send(json.dumps({"type": "start", "protocol": 1}))
                 events = await raw_events(socket, None)
+            capacity = app.state.capacity()
     (error,) = events
     assert isinstance(error, Error) and error.code == "no_headroom"
     assert error.retry_after is not None and error.retry_after > 0
     assert (socket.close_code, socket.close_reason) == (4503, "no_headroom")
+    assert capacity == 1, "the capacity a scaler reads: one session of this renderer runs in real time"
 
 
 async def test_a_slot_whose_avatar_cannot_be_prepared_is_given_back(
