@@ -64,7 +64,8 @@ class RenderGovernor:
         return self._stride > 1
 
     def observe(self, load: float) -> None:
-        """The load now: 1 means the renderer is busy all the time drawing every frame at full rate."""
+        """The load now: 1 means the renderer is busy all the time drawing every frame at full rate. The server
+        calls it after each render call, from render threads; streams only read the stride, one attribute."""
         self.load = load
         settings = self.settings
         if load > settings.degrade_above:
