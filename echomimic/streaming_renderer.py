@@ -49,7 +49,7 @@ from echomimic.rolling_audio_features import OFFICIAL_SEGMENT_SECONDS
 from echomimic.weights import EchoMimicWeights, load_echomimic
 from echomimic.window_batcher import WindowBatcher
 from streaming.frames import RgbImage
-from streaming.renderer import AvatarMemory, WindowSpec
+from streaming.renderer import AvatarMemory, DeviceMemory, WindowSpec
 
 LIVE_WINDOW = WindowSpec(frames=4, context=2, lookahead=0.08, onset_frames=2)
 DECODE_FRAMES_PER_CALL = 8
@@ -64,6 +64,8 @@ class EchoMimicRenderer:
     """Talking-head frames from EchoMimic v1, window by window, one `EchoMimicSession` per live session."""
 
     name = "echomimic"
+    parallel_renders = 1
+    """All GPU work runs behind `model_lock`, one batch at a time: one render lane, however many sessions."""
 
     def __init__(
         self,
@@ -190,6 +192,16 @@ class EchoMimicRenderer:
 
     def avatar_memory(self, avatar: EchoMimicAvatar) -> AvatarMemory:
         return avatar_memory(avatar)
+
+    def device_memory(self) -> DeviceMemory | None:
+        """For admission, on a CUDA device: the bytes the driver has free (memory torch has cached stays with the
+        sessions that use it at their peaks) and what one more session takes there, the most one window has taken
+        beyond what was allocated before its batch (measured from the warm-up on). None on the CPU."""
+        device = self.pipeline.vae.device
+        if device.type != "cuda":
+            return None
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        return DeviceMemory(free_bytes=free_bytes, session_bytes=self.batcher.window_device_bytes)
 
     def frame_noise(self, first_frame: int, num_frames: int, latent_shape: tuple[int, ...]) -> torch.Tensor:
         return frame_noise(self.seed, first_frame, num_frames, latent_shape)

@@ -67,6 +67,9 @@ class WindowBatcher:
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []
         """How many windows each batch held, for inspection (bounded: the last 1000)."""
+        self.window_device_bytes = 0
+        """The most device memory one window of a batch has taken beyond what was allocated before it (its share of
+        the batch's peak), measured on CUDA devices; 0 elsewhere or before the first batch."""
         self._waiting: list[WindowJob] = []
         self._leading = False
         self._changed = threading.Condition()
@@ -129,6 +132,11 @@ class WindowBatcher:
 
     def _queue(self, batch: list[WindowJob]) -> tuple[list[tuple[WindowJob, torch.Tensor]], PendingFrames] | None:
         """Sample and decode the batch and start the frames' copy to the host; None when every window was stopped."""
+        device = self._pipeline.vae.device
+        measured = device.type == "cuda"
+        if measured:
+            torch.cuda.reset_peak_memory_stats(device)
+            allocated_before = torch.cuda.memory_allocated(device)
         inputs = [job.prepare() for job in batch]
         latents = denoise_windows(self._pipeline, self._unet, inputs, self._steps, self._guidance)
         finished = [(job, window) for job, window in zip(batch, latents, strict=True) if window is not None]
@@ -136,7 +144,12 @@ class WindowBatcher:
             return None
         new_frames = torch.cat([window[:, :, job.decode_from :] for job, window in finished], dim=2)
         pictures = self._decoder.decode(new_frames)  # [F, 3, H, W] in [0, 1], on the device
-        return finished, start_frame_transfer(pictures)
+        transfer = start_frame_transfer(pictures)
+        if measured:
+            # Allocations happen as work is queued, so the peak is known here even before the GPU has run it.
+            window_bytes = (torch.cuda.max_memory_allocated(device) - allocated_before) // len(batch)
+            self.window_device_bytes = max(self.window_device_bytes, window_bytes)
+        return finished, transfer
 
     def _hand_on_lead(self) -> None:
         with self._changed:

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.access_control import AccessPolicy, install_access_control
+from server.admission import AdmissionPolicy
 from server.avatar_cache import AvatarCache, avatar_measure
 from server.avatars import AvatarInfo, AvatarStore
 from server.bot_gateway import BotGateway
@@ -36,6 +37,7 @@ from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signa
 from server.timed_renderer import TimedRenderer
 from server.warm_up import warm_up
 from streaming.clock import Clock, MonotonicClock
+from streaming.render_governor import RenderGovernor
 from streaming.renderer import Renderer
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -63,6 +65,9 @@ class Health:
     fps: float
     sessions: int
     max_sessions: int
+    capacity: int
+    """Sessions this renderer runs at once in real time, from the render times measured now (`--max-sessions` at
+    most)."""
 
 
 def create_app(
@@ -79,8 +84,13 @@ def create_app(
             settings.renderer, settings.fps, settings.weights_dir, settings.size, settings.acceleration
         )
     )
-    timed_renderer = TimedRenderer(built, metrics.render_seconds, RenderTimes())
-    registry = SessionRegistry(settings.max_sessions, metrics)
+    render_times = RenderTimes()
+    timed_renderer = TimedRenderer(built, metrics.render_seconds, render_times)
+    frame_rate = settings.fps if settings.fps is not None else built.fps
+    policy = AdmissionPolicy.for_renderer(
+        built, render_times, frame_rate, settings.max_sessions, settings.admission_margin
+    )
+    registry = SessionRegistry(policy, metrics)
     avatar_cache: AvatarCache[object] = AvatarCache(
         settings.avatar_cache_size,
         settings.avatar_cache_bytes,
@@ -95,11 +105,16 @@ def create_app(
     if settings.ice_host_addresses:
         restrict_ice_host_addresses(settings.ice_host_addresses)
     session_clock = clock if clock is not None else MonotonicClock()
+    governor = RenderGovernor(session_clock)
+    timed_renderer.on_render = lambda _: governor.observe(registry.utilisation())
+    metrics.render_utilisation.set_function(registry.utilisation)
+    metrics.sessions_degraded.set_function(lambda: sum(session.degraded for session in registry.sessions()))
     session_config = SessionConfig(
         fps=settings.fps,
         playout_delay=settings.playout_delay,
         echo_audio=settings.echo_audio,
         media_timeout=settings.media_timeout,
+        governor=governor,
     )
 
     def new_session(session_id: str, avatar_name: str, peer: RTCPeerConnection, avatar: object) -> Session:
@@ -135,7 +150,6 @@ def create_app(
     access = AccessPolicy(settings.access, session_clock)
     signalling = Signalling(registry, avatars, new_session, settings.max_viewers, access, settings.ice_servers)
     bots = BotGateway(registry, avatars, new_bot_session, metrics, access)
-    frame_rate = settings.fps if settings.fps is not None else built.fps
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,6 +163,7 @@ def create_app(
     )
     app.state.registry = registry  # `echolive serve` closes the sessions before uvicorn cuts their connections
     install_error_handlers(app)
+    app.state.capacity = registry.capacity  # sessions that fit now, for a scaler (Ray Serve's max_ongoing_requests)
 
     app.add_middleware(
         ClientRateLimit,
@@ -224,7 +239,7 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness and load")
     async def health() -> Health:
-        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions)
+        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions, registry.capacity())
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

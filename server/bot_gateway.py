@@ -112,22 +112,26 @@ class BotGateway:
         avatar_name = start.avatar or self._avatars.default_name
         session_id = uuid.uuid4().hex
         try:
-            avatar = await self._avatars.prepared(avatar_name)
-            viewer_url = self._viewer_url(socket, session_id)
-            session = self._new_session(session_id, avatar_name, avatar, socket, start, viewer_url)
-            self._registry.admit(session)
+            # Admission before the avatar is prepared; the slot is given back if anything after it fails.
+            with self._registry.reserve() as ticket:
+                avatar = await self._avatars.prepared(avatar_name)
+                viewer_url = self._viewer_url(socket, session_id)
+                session = self._new_session(session_id, avatar_name, avatar, socket, start, viewer_url)
+                self._registry.admit(session, ticket)
         except ApiError as error:
             close_code = _ADMISSION_CLOSE_CODES.get(error.status, CloseCode.INVALID_START)
-            await self._refuse(socket, error.code, error.message, close_code)
+            await self._refuse(socket, error.code, error.message, close_code, error.retry_after)
             return None
         return session
 
-    async def _tell(self, socket: WebSocket, code: str, message: str) -> None:
+    async def _tell(self, socket: WebSocket, code: str, message: str, retry_after: int | None = None) -> None:
         self._metrics.protocol_errors.labels(code=code).inc()
-        await socket.send_text(event_message(Error(code, message)))
+        await socket.send_text(event_message(Error(code, message, retry_after)))
 
-    async def _refuse(self, socket: WebSocket, code: str, message: str, close_code: CloseCode) -> None:
-        await self._tell(socket, code, message)
+    async def _refuse(
+        self, socket: WebSocket, code: str, message: str, close_code: CloseCode, retry_after: int | None = None
+    ) -> None:
+        await self._tell(socket, code, message, retry_after)
         await socket.close(close_code, code)
 
     def _viewer_url(self, socket: WebSocket, session_id: str) -> str:

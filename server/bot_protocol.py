@@ -226,6 +226,8 @@ class Stats:
 class Error:
     code: str
     message: str
+    retry_after: int | None = None
+    """Seconds after which a refused session may be asked for again (sent only with admission refusals)."""
     type: Literal["error"] = field(default="error", init=False)
 
 
@@ -249,6 +251,8 @@ _EVENT_TYPES: dict[str, type[Event]] = {
 
 def event_message(event: Event) -> str:
     body = asdict(event)
+    if isinstance(event, Error) and event.retry_after is None:
+        del body["retry_after"]
     return json.dumps({"type": body.pop("type"), **body})
 
 

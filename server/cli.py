@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-sessions", type=int, default=ServerSettings.max_sessions, help="admission limit")
     serve.add_argument(
+        "--admission-margin",
+        type=float,
+        default=ServerSettings.admission_margin,
+        help="share of the renderer's measured capacity kept free when admitting sessions (default %(default)s)",
+    )
+    serve.add_argument(
         "--playout-delay",
         type=float,
         default=None,
@@ -170,6 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
         size=args.size,
         acceleration=AccelerationOptions.from_args(args),
         max_sessions=args.max_sessions,
+        admission_margin=args.admission_margin,
         playout_delay=args.playout_delay,
         echo_audio=not args.no_echo_audio,
         max_upload_bytes=round(args.max_upload_mb * 2**20),

@@ -72,5 +72,5 @@ class ClientRateLimit:
             f"too many {self._what} from your address: at most {self._buckets.per_minute:g} a minute; "
             f"try again in {retry_after} s"
         )
-        response = error_response(429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
+        response = error_response(429, "rate_limited", message, retry_after)
         await response(scope, receive, send)

@@ -6,7 +6,6 @@ Codes are stable identifiers a client can branch on; messages are written for th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,14 +18,17 @@ logger = logging.getLogger(__name__)
 class ApiError(Exception):
     """A request the server refuses, with the HTTP status and the code and message the client receives."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
+        """`retry_after`: seconds after which asking again may succeed (a `Retry-After` header)."""
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
-def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}}, headers=headers)
 
 
@@ -35,7 +37,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, error.retry_after)
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)

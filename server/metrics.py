@@ -20,6 +20,24 @@ class ServerMetrics:
         self.sessions_rejected = Counter(
             "echolive_sessions_rejected", "Offers refused because the server was full.", registry=self.registry
         )
+        self.admission_refusals = Counter(
+            "echolive_admission_refusals",
+            "Sessions refused, by reason: server_full (--max-sessions), no_headroom (render time), no_device_memory.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.render_utilisation = Gauge(
+            "echolive_render_utilisation",
+            "Load of the live sessions drawing every frame: render lane-seconds needed per second (95th percentile "
+            "of recent render time per frame) over the lanes they can use; above 1 they fall behind real time. "
+            "Headroom is 1 minus it.",
+            registry=self.registry,
+        )
+        self.sessions_degraded = Gauge(
+            "echolive_sessions_degraded",
+            "Sessions drawing new windows at a lower frame rate (each frame shown twice) under overload.",
+            registry=self.registry,
+        )
         self.sessions_ended = Counter(
             "echolive_sessions_ended", "Sessions that ended, by why.", ["reason"], registry=self.registry
         )

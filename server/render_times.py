@@ -1,5 +1,6 @@
-"""Recent window render times, shared by every session of a server: the render part of a new session's playout
-delay is their 95th percentile, so the delay follows what this machine and this load actually take."""
+"""Recent render times, shared by every session of a server: the render part of a new session's playout delay is
+the 95th percentile of whole windows, so the delay follows what this machine and this load actually take; and
+admission (`server.admission`) weighs the 95th percentile of the time per frame, by call kind."""
 
 from __future__ import annotations
 
@@ -14,12 +15,28 @@ KEPT = 200
 
 class RenderTimes:
     def __init__(self, kept: int = KEPT) -> None:
+        self._kept = kept
         self._seconds: deque[float] = deque(maxlen=kept)
+        self._per_frame: dict[str, deque[float]] = {}  # by call kind: seconds per frame drawn
         self._lock = threading.Lock()  # written from render threads, read on the event loop
 
     def add(self, seconds: float) -> None:
+        """A whole window's render time."""
         with self._lock:
             self._seconds.append(seconds)
+
+    def add_call(self, kind: str, seconds: float, frames: int) -> None:
+        """Any render call of `kind` ("window" or "idle") that drew `frames` frames (none: nothing to learn)."""
+        if frames < 1:
+            return
+        with self._lock:
+            self._per_frame.setdefault(kind, deque(maxlen=self._kept)).append(seconds / frames)
+
+    def p95_per_frame(self) -> dict[str, float]:
+        """By call kind, the 95th percentile of the seconds per frame drawn; kinds never called are absent."""
+        with self._lock:
+            kept = {kind: list(seconds) for kind, seconds in self._per_frame.items()}
+        return {kind: percentile(seconds, 0.95) for kind, seconds in kept.items()}
 
     def __len__(self) -> int:
         with self._lock:

@@ -30,6 +30,7 @@ from streaming.clock import Clock
 from streaming.frames import AudioChunk
 from streaming.latency_budget import LatencyBudget
 from streaming.pacer import FramePacer
+from streaming.render_governor import RenderGovernor
 from streaming.renderer import Renderer
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class SessionConfig:
     media_timeout: float
     render_seconds: float = 0.0
     """The measured time to render a window (a running 95th percentile) when the session starts."""
+    governor: RenderGovernor | None = None
+    """The server's overload governor, which may lower the frame rate new windows are drawn at."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ class SessionCore:
         self.clock = clock
         self._on_closed = on_closed
         settings = stream_settings if stream_settings is not None else StreamSettings(fps=config.fps)
-        self._stream = AvatarStream(renderer, avatar, settings, clock)
+        self._stream = AvatarStream(renderer, avatar, settings, clock, governor=config.governor)
         self.fps = self._stream.fps
         self.frame_size = renderer.frame_size
         self.latency_budget = self._stream.latency_budget(render=config.render_seconds, encode=ENCODE_ALLOWANCE)
@@ -184,6 +187,11 @@ class SessionCore:
     def pacer_stats(self) -> tuple[int, int]:
         """(frames dropped as late, frames repeated) so far."""
         return self._pacer.stats.dropped, self._pacer.stats.repeated
+
+    @property
+    def degraded(self) -> bool:
+        """Whether new windows are being drawn at a lower frame rate (overload)."""
+        return self._stream.degraded
 
     @property
     def viewer_count(self) -> int:

@@ -42,7 +42,9 @@ class ServerSettings:
     acceleration: AccelerationOptions = field(default_factory=AccelerationOptions)
     """EchoMimic's profile, tiny decoder, UNet backend and engine folder."""
     max_sessions: int = 4
-    """Sessions at once, WebRTC callers and bots together."""
+    """Sessions at once, WebRTC callers and bots together: a hard cap on top of admission by measured headroom."""
+    admission_margin: float = 0.2
+    """Share of the renderer's parallel capacity admission keeps free (see `server.admission`)."""
     max_viewers: int = 16
     """People watching one session at once; each costs a video encoder."""
     avatar_dir: Path = field(default_factory=default_avatar_dir)
@@ -83,6 +85,8 @@ class ServerSettings:
             raise ValueError(f"fps must be between 1 and 60, not {self.fps}")
         if self.max_sessions < 1:
             raise ValueError(f"max sessions must be at least 1, not {self.max_sessions}")
+        if not 0 <= self.admission_margin < 1:
+            raise ValueError(f"the admission margin must be at least 0 and below 1, not {self.admission_margin}")
         if self.max_viewers < 0:
             raise ValueError(f"max viewers must not be negative, not {self.max_viewers}")
         if self.max_upload_bytes < 1024:

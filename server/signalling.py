@@ -97,14 +97,13 @@ class Signalling:
         audio = _check_offer(offer.type, offer.sdp, microphone=True)
         assert audio is not None
         avatar_name = offer.avatar or self._avatars.default_name
-        avatar = await self._avatars.prepared(avatar_name)
-        peer = RTCPeerConnection(rtc_configuration(self._ice_servers))
-        session = self._new_session(uuid.uuid4().hex, avatar_name, peer, avatar)
-        try:
-            self._registry.admit(session)
-        except ApiError:
-            await peer.close()
-            raise
+        # Admission first: a refused offer costs no avatar preparation and no negotiation, and the slot is
+        # given back if preparing the avatar fails or the client goes away meanwhile.
+        with self._registry.reserve() as ticket:
+            avatar = await self._avatars.prepared(avatar_name)
+            peer = RTCPeerConnection(rtc_configuration(self._ice_servers))
+            session = self._new_session(uuid.uuid4().hex, avatar_name, peer, avatar)
+            self._registry.admit(session, ticket)
         try:
             await self._negotiate(session, offer.sdp, echo=_direction(audio) == "sendrecv")
         except asyncio.CancelledError:

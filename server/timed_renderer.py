@@ -30,7 +30,7 @@ class RenderCall:
 class TimedRenderer(Generic[AvatarT]):
     """Satisfies `Renderer` by delegating every call to `inner`; the sessions it opens time their render calls
     into `histogram` and into `times` (window calls only: idle frames are cheap and never set the budget), and tell
-    `on_render` about each call."""
+    `on_render` about each call. Every call's time per frame goes into `times` too, by kind, for admission."""
 
     def __init__(
         self,
@@ -60,6 +60,7 @@ class TimedRenderer(Generic[AvatarT]):
     def record(self, call: RenderCall, complete: bool) -> None:
         """Count one render call; an incomplete one (cut short by an interruption) says nothing of the budget."""
         self._seconds[call.kind].observe(call.seconds)
+        self.times.add_call(call.kind, call.seconds, call.frame_count)
         if call.kind == "window" and complete:
             self.times.add(call.seconds)
         if self.on_render is not None:
@@ -75,7 +76,7 @@ class _TimedSession:
         started = time.perf_counter()
         frames = self.inner.render_window(window)
         call = RenderCall("window", window.first_frame, len(frames), time.perf_counter() - started)
-        self._renderer.record(call, complete=len(frames) == window.frame_count)
+        self._renderer.record(call, complete=len(frames) == len(window.drawn_frames))
         return frames
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:

@@ -16,11 +16,16 @@ Bounds: the output queue holds `max_queued_frames`; frames are not rendered more
 ahead of the clock; and when more than `max_queued_audio` seconds of audio wait to be drawn (the renderer cannot
 keep up, or a producer sent audio far faster than real time) the oldest is dropped and its frames are skipped:
 the only gaps in the frame indices, counted in `stats.frames_skipped`.
+
+Under overload a `RenderGovernor` may ask for a frame stride: each new render job then draws only the frames whose
+index is a multiple of it, and the frames between show the last one drawn (`stats.frames_held`), so every index
+still comes out, on time (see `streaming.render_governor`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 from collections import deque
@@ -31,9 +36,19 @@ from typing import Generic
 import numpy as np
 
 from streaming.clock import Clock, MonotonicClock
-from streaming.frames import SAMPLE_RATE, AudioChunk, AudioWindow, FloatAudio, IdlePose, RgbImage, VideoFrame
+from streaming.frames import (
+    SAMPLE_RATE,
+    AudioChunk,
+    AudioWindow,
+    FloatAudio,
+    IdlePose,
+    RgbImage,
+    VideoFrame,
+    strided_frames,
+)
 from streaming.idle import IdleMotion
 from streaming.latency_budget import LatencyBudget
+from streaming.render_governor import RenderGovernor
 from streaming.renderer import AvatarT, Renderer, RenderSession, WindowSpec
 from streaming.vad import SpeechClassifier, VadDecision, VadGate
 from streaming.windowing import WindowCutter, frame_start_sample, frames_starting_before
@@ -93,6 +108,8 @@ class StreamStats:
     """Seconds of silence put on the timeline for overdue audio."""
     audio_dropped: float = 0.0
     interrupts: int = 0
+    frames_held: int = 0
+    """Frames not drawn under a frame stride, showing the last frame drawn instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,8 @@ class _RenderJob:
     poses: tuple[IdlePose, ...]
     window: AudioWindow | None
     """None: idle frames."""
+    drawn: range
+    """The frame indices the renderer draws; the others show the last frame drawn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +146,9 @@ class AvatarStream(Generic[AvatarT]):
         clock: Clock | None = None,
         *,
         classifier: SpeechClassifier | None = None,
+        governor: RenderGovernor | None = None,
     ) -> None:
+        """`governor`: where the stream reads the frame stride to draw new jobs at (none: always full rate)."""
         self.settings = settings if settings is not None else StreamSettings()
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.fps = self.settings.fps if self.settings.fps is not None else renderer.fps
@@ -165,6 +186,10 @@ class AvatarStream(Generic[AvatarT]):
         self._last_yielded: VideoFrame | None = None
         self._pending_reset: tuple[int, RgbImage | None] | None = None  # for the session, once no render runs
         self._speaking = False  # whether the last frame planned was drawn as speech
+        self._governor = governor
+        self._held_image: RgbImage | None = None  # the last frame queued: what a frame left out under a stride shows
+        self.degraded = False
+        """Whether the last job was drawn at a frame stride (a lower frame rate)."""
 
     @property
     def origin(self) -> float:
@@ -245,6 +270,7 @@ class AvatarStream(Generic[AvatarT]):
         self.stats.frames_discarded += len(self._output)
         self._output.clear()
         resume = self._next_yield
+        self._held_image = None  # back to rest at once: the first frame after an interrupt is drawn, never held
         self._speaking = False
         if self._session is not None:
             self._session.cancel()
@@ -360,50 +386,77 @@ class AvatarStream(Generic[AvatarT]):
         if self.clock.now() < earliest:
             return _Wait(earliest)
         self._speaking = speaking
+        stride = self._frame_stride(first)
+        self.degraded = stride > 1
+        drawn = strided_frames(first, count, stride)
         if speaking:
             window = cutter.cut(count, ends_speech=ends_speech)
-            job = _RenderJob(first_frame=first, poses=window.poses, window=window)
+            if stride > 1:
+                window = dataclasses.replace(window, frame_stride=stride)
+            job = _RenderJob(first_frame=first, poses=window.poses, window=window, drawn=drawn)
         else:
-            job = _RenderJob(first_frame=first, poses=tuple(map(self._pose, range(first, first + count))), window=None)
+            poses = tuple(map(self._pose, range(first, first + count)))
+            job = _RenderJob(first_frame=first, poses=poses, window=None, drawn=drawn)
             cutter.skip(count)
         self._forget_decisions_before(frame_start_sample(cutter.next_frame, self.fps))
         return job
 
+    def _frame_stride(self, first: int) -> int:
+        """The stride to draw a job from frame `first` at: the governor's, within what the renderer offers, and 1
+        when the job would start on a frame left out with no frame drawn before it to show instead."""
+        if self._governor is None:
+            return 1
+        stride = min(self._governor.frame_stride, self.window_spec.max_frame_stride)
+        if first % stride and self._held_image is None:
+            return 1
+        return stride
+
     async def _render(self, job: _RenderJob) -> None:
         generation = self._generation
+        images = await self._draw(job) if job.drawn else []
+        if generation != self._generation:
+            self.stats.frames_discarded += len(job.poses)
+            return
+        if len(images) != len(job.drawn):
+            raise RuntimeError(
+                f"renderer {self._renderer.name!r} returned {len(images)} frames for {len(job.drawn)} requested"
+            )
+        speaking = job.window is not None
+        count = len(job.poses)
+        if speaking:
+            self.stats.windows += 1
+            self.stats.speaking_frames += count
+        else:
+            self.stats.idle_frames += count
+        self.stats.frames_held += count - len(images)
+        drawn = dict(zip(job.drawn, images, strict=True))
+        for offset in range(count):
+            while len(self._output) >= self.settings.max_queued_frames:
+                self._wake.clear()
+                await self._wake.wait()
+                if generation != self._generation:
+                    self.stats.frames_discarded += count - offset
+                    return
+            index = job.first_frame + offset
+            image = drawn.get(index, self._held_image)
+            assert image is not None, "a stride never leaves out a frame with nothing drawn before it"
+            self._held_image = image
+            self._output.append(VideoFrame(image=image, index=index, pts=index / self.fps, speaking=speaking))
+            self._frame_ready.set()
+
+    async def _draw(self, job: _RenderJob) -> list[RgbImage]:
+        """Run the job's render call in a worker thread: the frames in `job.drawn`."""
         session = self._session
         assert session is not None
         draw: Callable[[], list[RgbImage]]
         if job.window is not None:
             draw = functools.partial(session.render_window, job.window)
         else:
-            draw = functools.partial(session.render_idle, job.first_frame, job.poses)
+            poses = tuple(job.poses[index - job.first_frame] for index in job.drawn)
+            draw = functools.partial(session.render_idle, job.drawn[0], poses)
         # Shielded, so that `aclose()` can wait for a render whose thread outlives the worker's cancellation.
         self._in_flight = asyncio.ensure_future(asyncio.to_thread(draw))
-        images = await asyncio.shield(self._in_flight)
-        if generation != self._generation:
-            self.stats.frames_discarded += len(images)
-            return
-        if len(images) != len(job.poses):
-            raise RuntimeError(
-                f"renderer {self._renderer.name!r} returned {len(images)} frames for {len(job.poses)} requested"
-            )
-        speaking = job.window is not None
-        if speaking:
-            self.stats.windows += 1
-            self.stats.speaking_frames += len(images)
-        else:
-            self.stats.idle_frames += len(images)
-        for offset, image in enumerate(images):
-            while len(self._output) >= self.settings.max_queued_frames:
-                self._wake.clear()
-                await self._wake.wait()
-                if generation != self._generation:
-                    self.stats.frames_discarded += len(images) - offset
-                    return
-            index = job.first_frame + offset
-            self._output.append(VideoFrame(image=image, index=index, pts=index / self.fps, speaking=speaking))
-            self._frame_ready.set()
+        return await asyncio.shield(self._in_flight)
 
     async def _wait(self, deadline: float) -> None:
         """Until the deadline, or until input, an interrupt or the consumer wakes the worker."""

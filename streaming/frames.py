@@ -53,6 +53,8 @@ class AudioWindow:
     (already shown; given for continuity), the frames to draw, and `lookahead` seconds after the last one.
     Frame `k` depicts the audio from `k / fps` to `(k + 1) / fps`. `ends_speech` marks the last window of an
     utterance: the frames after it are idle, so a renderer can bring the face back to its idle pose.
+    `frame_stride` above 1 (only for a renderer whose `WindowSpec.max_frame_stride` allows it) asks for the
+    frames whose index is a multiple of it only (`drawn_frames`); the stream shows each until the next one.
     """
 
     samples: FloatAudio
@@ -64,6 +66,12 @@ class AudioWindow:
     lookahead: float
     poses: tuple[IdlePose, ...]
     ends_speech: bool = False
+    frame_stride: int = 1
+
+    @property
+    def drawn_frames(self) -> range:
+        """The frame indices to draw, one image each, in order."""
+        return strided_frames(self.first_frame, self.frame_count, self.frame_stride)
 
     def frame_time(self, frame_index: int) -> float:
         return frame_index / self.fps
@@ -71,6 +79,12 @@ class AudioWindow:
     def sample_offset(self, media_time: float) -> int:
         """Index into `samples` of the sample at `media_time`."""
         return round((media_time - self.start_time) * SAMPLE_RATE)
+
+
+def strided_frames(first_frame: int, frame_count: int, stride: int) -> range:
+    """The indices among `first_frame`, ..., `first_frame + frame_count - 1` that are multiples of `stride`."""
+    first_drawn = -(-first_frame // stride) * stride
+    return range(first_drawn, first_frame + frame_count, stride)
 
 
 @dataclass(frozen=True, slots=True)

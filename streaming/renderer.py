@@ -33,18 +33,26 @@ AvatarT_contra = TypeVar("AvatarT_contra", contravariant=True)
 class WindowSpec:
     """How a renderer wants its audio cut: `frames` new frames per window, `context` frames of overlap before them,
     and `lookahead` seconds of audio after them. `onset_frames` (default `frames`) is the size of the first window
-    after a speech onset: short, so the face starts moving before a whole window of voice has arrived."""
+    after a speech onset: short, so the face starts moving before a whole window of voice has arrived.
+
+    `max_frame_stride` (default 1: never) is the largest `AudioWindow.frame_stride` the renderer draws honestly:
+    under overload the stream then asks for every second frame of a window, and for idle frames of every second
+    pose, and shows each frame twice (see `streaming.render_governor`). Only a renderer whose frames do not depend
+    on drawing their neighbours at the full rate can offer it."""
 
     frames: int
     context: int
     lookahead: float
     onset_frames: int | None = None
+    max_frame_stride: int = 1
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.context < 0 or self.lookahead < 0:
             raise ValueError(f"a window needs frames >= 1, context >= 0 and lookahead >= 0, got {self}")
         if self.onset_frames is not None and not 1 <= self.onset_frames <= self.frames:
             raise ValueError(f"onset_frames must be between 1 and frames ({self.frames}), got {self.onset_frames}")
+        if self.max_frame_stride < 1:
+            raise ValueError(f"max_frame_stride must be at least 1, got {self.max_frame_stride}")
 
     @property
     def first_window_frames(self) -> int:
@@ -57,12 +65,13 @@ class RenderSession(Protocol):
     `reset`, which rewinds to the frame the viewer is due next."""
 
     def render_window(self, window: AudioWindow) -> list[RgbImage]:
-        """Return exactly `window.frame_count` frames, one per pose in `window.poses` (fewer only when a `reset`
-        overtook the call)."""
+        """Return exactly one frame per index in `window.drawn_frames` (every frame, one per pose in
+        `window.poses`, unless the window has a stride; fewer only when a `reset` overtook the call)."""
         ...
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
-        """Return one closed-mouth frame per pose, for frames `first_frame`, `first_frame + 1`, ..."""
+        """Return one closed-mouth frame per pose, for frames `first_frame`, `first_frame + 1`, ... (under a
+        frame stride, the stream passes every stride-th pose only)."""
         ...
 
     def cancel(self) -> None:
@@ -111,8 +120,21 @@ class StatelessSession(Generic[AvatarT]):
         """Nothing to release."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceMemory:
+    """A renderer on an accelerator reports this for admission: bytes free on the device now, and the bytes one more
+    session would take there."""
+
+    free_bytes: int
+    session_bytes: int
+
+
 class Renderer(Protocol[AvatarT]):
-    """Prepares portraits and opens drawing sessions on them."""
+    """Prepares portraits and opens drawing sessions on them.
+
+    Two optional members tell admission (`server.admission`) what the renderer can carry: `parallel_renders`, how
+    many render calls run at once without slowing each other (absent: 1), and `device_memory()`, a `DeviceMemory`
+    (None when there is no device to count)."""
 
     name: str
     fps: float

@@ -7,6 +7,7 @@ blink), then head and breathing for the whole frame.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,9 +60,13 @@ class LiteRenderer:
         self.fps = fps
         self.frame_size = frame_size
         # One new frame per window with one frame of context and 40 ms of look-ahead: the mouth lags the voice
-        # by at most two frame periods, and the follower still sees each frame's neighbours.
-        self.window = WindowSpec(frames=1, context=1, lookahead=0.04)
+        # by at most two frame periods, and the follower still sees each frame's neighbours. A frame is drawn from
+        # its own audio and pose alone, so under overload every second frame can be left out (frame stride 2).
+        self.window = WindowSpec(frames=1, context=1, lookahead=0.04, max_frame_stride=2)
         self.driver = MouthDriver()
+        self.parallel_renders = usable_cores()
+        """Frames are drawn in the sessions' worker threads, and OpenCV's remaps release the GIL: as many renders
+        run at once as the process has cores."""
 
     def prepare_avatar(self, portrait: RgbImage) -> LiteAvatar:
         _check_portrait(portrait)
@@ -90,11 +95,20 @@ class LiteRenderer:
     def render_window(self, avatar: LiteAvatar, window: AudioWindow) -> list[RgbImage]:
         if len(window.poses) != window.frame_count:
             raise ValueError(f"window has {len(window.poses)} poses for {window.frame_count} frames")
+        # The mouth follower runs over every frame (it is cheap and smooths across them); only drawing is thinned.
         shapes = self.driver.shapes(window)
-        return [_draw(avatar, pose, shape) for pose, shape in zip(window.poses, shapes, strict=True)]
+        offsets = [index - window.first_frame for index in window.drawn_frames]
+        return [_draw(avatar, window.poses[offset], shapes[offset]) for offset in offsets]
 
     def render_idle(self, avatar: LiteAvatar, poses: Sequence[IdlePose]) -> list[RgbImage]:
         return [_draw(avatar, pose, CLOSED) for pose in poses]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _draw(avatar: LiteAvatar, pose: IdlePose, mouth: MouthShape) -> RgbImage:

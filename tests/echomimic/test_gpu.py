@@ -1,16 +1,27 @@
 """The same conformance run on a CUDA device: float32 with TF32 off must meet the CPU thresholds; float16, the
-dtype real weights load in on a GPU, must stay close and produce finite frames. Skipped where there is no GPU."""
+dtype real weights load in on a GPU, must stay close and produce finite frames; and the live renderer reports
+the device memory a window takes, for admission. Skipped where there is no GPU."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
+from echomimic.acceleration.profiles import QUALITY
+from echomimic.streaming_renderer import EchoMimicRenderer
 from echomimic.weights import load_echomimic
+from server.metrics import ServerMetrics
+from server.render_times import RenderTimes
+from server.timed_renderer import TimedRenderer
+from server.warm_up import warm_up
+from streaming.lite.default_portrait import default_portrait_path
 from tests.echomimic.conftest import run_official_sampler_call
 from tests.echomimic.fake_weights_folder import write_fake_weights_folder
 
@@ -45,3 +56,17 @@ def test_pipeline_on_cuda_matches_the_official_run(
     assert torch.isfinite(latents).all()
     expected = load_file(conformance_dir / "tiny/e_pipeline.safetensors")["final_latents"]
     torch.testing.assert_close(latents, expected, atol=atol, rtol=0)
+
+
+def test_the_live_renderer_reports_the_device_memory_a_window_takes(conformance_dir: Path, tmp_path: Path) -> None:
+    renderer = EchoMimicRenderer.from_weights(
+        write_fake_weights_folder(conformance_dir, tmp_path),
+        device="cuda",
+        profile=replace(QUALITY, size=64, num_inference_steps=2),
+    )
+    avatar = renderer.prepare_avatar(np.asarray(Image.open(default_portrait_path()).convert("RGB")))
+    before = renderer.device_memory()
+    assert before is not None and before.session_bytes == 0 and before.free_bytes > 0
+    warm_up(TimedRenderer(renderer, ServerMetrics().render_seconds, RenderTimes()), avatar)
+    after = renderer.device_memory()
+    assert after is not None and after.session_bytes > 0

@@ -101,6 +101,8 @@ def test_the_renderer_describes_itself(renderer: EchoMimicRenderer) -> None:
     assert renderer.fps == FPS
     assert renderer.frame_size == (64, 64)
     assert renderer.window == WINDOW
+    assert renderer.parallel_renders == 1
+    assert renderer.device_memory() is None, "no device memory to count on the CPU"
 
 
 def test_the_avatar_caches_every_per_portrait_tensor(renderer: EchoMimicRenderer, avatar: EchoMimicAvatar) -> None:

@@ -6,6 +6,7 @@ from decoded video. Preparing an avatar runs the real face detector, so avatar u
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,6 +57,30 @@ class LoudnessRenderer:
 
     def render_idle(self, avatar: FakeAvatar, poses: Sequence[IdlePose]) -> list[RgbImage]:
         return [_draw(0.0) for _ in poses]
+
+
+class SlowRenderer(LoudnessRenderer):
+    """A `LoudnessRenderer` that takes at least `seconds_per_frame` to draw each frame, on one render lane, and
+    counts the avatars it prepares (admission must refuse before preparing one)."""
+
+    parallel_renders = 1
+
+    def __init__(self, seconds_per_frame: float, fps: float = 25.0) -> None:
+        super().__init__(fps)
+        self.seconds_per_frame = seconds_per_frame
+        self.avatars_prepared = 0
+
+    def prepare_avatar(self, portrait: RgbImage) -> FakeAvatar:
+        self.avatars_prepared += 1
+        return super().prepare_avatar(portrait)
+
+    def render_window(self, avatar: FakeAvatar, window: AudioWindow) -> list[RgbImage]:
+        time.sleep(self.seconds_per_frame * window.frame_count)
+        return super().render_window(avatar, window)
+
+    def render_idle(self, avatar: FakeAvatar, poses: Sequence[IdlePose]) -> list[RgbImage]:
+        time.sleep(self.seconds_per_frame * len(poses))
+        return super().render_idle(avatar, poses)
 
 
 def _draw(opening: float) -> RgbImage:

@@ -161,3 +161,11 @@ def test_doctor_reports_every_component() -> None:
     assert result.returncode == 0, result.stderr
     for topic in ("machine", "torch", "PyAV codecs", "webrtcvad", "face detector", "echomimic weights", "chromium"):
         assert topic in result.stdout
+
+
+def test_serve_refuses_an_admission_margin_out_of_range_in_one_line() -> None:
+    result = _run_cli("serve", "--port", "0", "--admission-margin", "1.5")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "echolive serve: error: the admission margin must be at least 0 and below 1, not 1.5"
+    ]

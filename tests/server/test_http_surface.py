@@ -42,7 +42,7 @@ async def test_health_and_metrics_before_any_session(settings: ServerSettings) -
     async with serving(replace(settings, max_sessions=3, fps=20.0)) as http:
         health = (await http.get("/healthz")).json()
         metrics = await http.get("/metrics")
-    assert health == {"status": "ok", "renderer": "fake", "fps": 20.0, "sessions": 0, "max_sessions": 3}
+    assert health == {"status": "ok", "renderer": "fake", "fps": 20.0, "sessions": 0, "max_sessions": 3, "capacity": 3}
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in ("echolive_sessions_active 0.0", "echolive_frames_sent_total 0.0", "echolive_frames_dropped_total 0.0"):
         assert name in metrics.text

@@ -23,6 +23,7 @@ from streaming.lite.renderer import LiteRenderer
         ({"port": 70_000}, "port must be between"),
         ({"fps": 0.0}, "fps must be between"),
         ({"max_sessions": 0}, "max sessions must be at least 1"),
+        ({"admission_margin": 1.0}, "admission margin must be at least 0 and below 1"),
         ({"max_upload_bytes": 10}, "upload limit"),
         ({"playout_delay": -0.1}, "playout delay"),
         ({"media_timeout": 0.0}, "media timeout"),

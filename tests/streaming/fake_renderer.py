@@ -104,7 +104,7 @@ class FakeRenderer:
 
     def render_window(self, avatar: FakeAvatar, window: AudioWindow) -> list[RgbImage]:
         self._record(RenderCall("window", window.first_frame, window.frame_count, window.poses, window))
-        return [encode(window.first_frame + offset, True, self.frame_size) for offset in range(window.frame_count)]
+        return [encode(index, True, self.frame_size) for index in window.drawn_frames]
 
     def render_idle(self, avatar: FakeAvatar, poses: Sequence[IdlePose]) -> list[RgbImage]:
         indices = [self._index_of(pose) for pose in poses]

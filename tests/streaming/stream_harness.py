@@ -11,6 +11,7 @@ from types import TracebackType
 from streaming.avatar_stream import AvatarStream, StreamSettings
 from streaming.clock import VirtualClock
 from streaming.frames import SAMPLE_RATE, AudioChunk, FloatAudio, VideoFrame
+from streaming.render_governor import RenderGovernor
 from streaming.vad import SpeechClassifier
 from tests.streaming.fake_renderer import FakeAvatar, FakeRenderer
 from tests.streaming.signals import LoudnessClassifier, chunks
@@ -32,8 +33,11 @@ class StreamHarness:
         classifier: SpeechClassifier | None = None,
         *,
         consume: bool = True,
+        governor: Callable[[VirtualClock], RenderGovernor] | None = None,
     ) -> None:
+        """`governor`: makes the stream's overload governor on the harness's clock."""
         self.clock = VirtualClock()
+        self.governor = governor(self.clock) if governor is not None else None
         self.renderer = renderer if renderer is not None else FakeRenderer()
         self.stream = AvatarStream(
             self.renderer,
@@ -41,6 +45,7 @@ class StreamHarness:
             settings if settings is not None else StreamSettings(),
             self.clock,
             classifier=classifier if classifier is not None else LoudnessClassifier(),
+            governor=self.governor,
         )
         self.frames: list[VideoFrame] = []
         self.arrivals: list[float] = []
