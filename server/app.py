@@ -5,32 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from aiortc import RTCPeerConnection
 from fastapi import FastAPI, File, Request, Response, UploadFile, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.avatars import AvatarInfo, AvatarStore
-from server.bot_gateway import BotGateway
-from server.bot_protocol import Start
-from server.bot_session import BotSession
+from server.avatars import AvatarInfo
 from server.errors import error_response, install_error_handlers
-from server.ice_addresses import restrict_ice_host_addresses
-from server.metrics import ServerMetrics
-from server.render_times import RenderTimes
-from server.renderers import create_renderer
-from server.session import Session
-from server.session_core import SessionConfig, SessionSummary
-from server.session_registry import SessionRegistry
+from server.session_core import SessionSummary
+from server.session_services import SessionServices, build_session_services
 from server.settings import ServerSettings
-from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signalling, ViewerAnswer, ViewerOffer
-from server.timed_renderer import TimedRenderer
-from server.warm_up import warm_up
-from streaming.clock import Clock, MonotonicClock
+from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, ViewerAnswer, ViewerOffer
+from streaming.clock import Clock
 from streaming.renderer import Renderer
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -66,63 +55,14 @@ def create_app(
     """Build the server. Everything that can fail on bad settings (renderer, weights, the startup avatar and its
     face) fails here with a `ValueError`, before a port is bound. `renderer` and `clock` replace the built-in ones
     (tests pass fakes)."""
-    metrics = ServerMetrics()
-    built = (
-        renderer
-        if renderer is not None
-        else create_renderer(
-            settings.renderer, settings.fps, settings.weights_dir, settings.size, settings.acceleration
-        )
-    )
-    timed_renderer = TimedRenderer(built, metrics.render_seconds, RenderTimes())
-    avatars: AvatarStore[object] = AvatarStore(
-        settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, settings.avatar
-    )
-    warm_up(timed_renderer, avatars.prepare_default())
-    if settings.ice_host_addresses:
-        restrict_ice_host_addresses(settings.ice_host_addresses)
-    registry = SessionRegistry(settings.max_sessions, metrics)
-    session_clock = clock if clock is not None else MonotonicClock()
-    session_config = SessionConfig(
-        fps=settings.fps,
-        playout_delay=settings.playout_delay,
-        echo_audio=settings.echo_audio,
-        media_timeout=settings.media_timeout,
-    )
+    return create_app_for(settings, build_session_services(settings, renderer=renderer, clock=clock))
 
-    def new_session(session_id: str, avatar_name: str, peer: RTCPeerConnection, avatar: object) -> Session:
-        return Session(
-            session_id,
-            avatar_name,
-            peer,
-            timed_renderer,
-            avatar,
-            replace(session_config, render_seconds=timed_renderer.times.p95()),
-            metrics,
-            session_clock,
-            on_closed=registry.discard,
-        )
 
-    def new_bot_session(
-        session_id: str, avatar_name: str, avatar: object, socket: WebSocket, start: Start, viewer_url: str
-    ) -> BotSession:
-        return BotSession(
-            session_id,
-            avatar_name,
-            timed_renderer,
-            avatar,
-            replace(session_config, render_seconds=timed_renderer.times.p95()),
-            metrics,
-            session_clock,
-            registry.discard,
-            socket,
-            start,
-            viewer_url,
-        )
-
-    signalling = Signalling(registry, avatars, new_session, settings.max_viewers)
-    bots = BotGateway(registry, avatars, new_bot_session, metrics)
-    frame_rate = settings.fps if settings.fps is not None else built.fps
+def create_app_for(settings: ServerSettings, services: SessionServices) -> FastAPI:
+    """The HTTP surface over session machinery already built (a cluster worker builds its own, see
+    `server.cluster.worker`)."""
+    metrics, avatars, registry = services.metrics, services.avatars, services.registry
+    signalling, bots = services.signalling, services.bots
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -136,26 +76,7 @@ def create_app(
     )
     install_error_handlers(app)
 
-    body_limits = {
-        "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
-        "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
-    }
-
-    @app.middleware("http")
-    async def refuse_oversized_bodies(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Checked before the body is read, so an oversized upload or offer is never buffered or spooled to disk.
-        declared = request.headers.get("content-length", "")
-        path = request.url.path
-        limit = body_limits.get("/api/sessions" if path.endswith("/viewers") else path)
-        if limit is not None and declared.isdigit() and int(declared) > limit:
-            return error_response(
-                413,
-                "upload_too_large",
-                f"the request body is {int(declared) / 1e6:.2f} MB; the limit here is {limit / 1e6:.2f} MB",
-            )
-        return await call_next(request)
+    install_body_limits(app, settings)
 
     @app.get("/", include_in_schema=False)
     async def web_client() -> FileResponse:
@@ -210,7 +131,7 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness and load")
     async def health() -> Health:
-        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions)
+        return Health("ok", services.renderer_name, services.frame_rate, len(registry), registry.max_sessions)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
@@ -218,3 +139,28 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=settings.web_client_dir), name="static")
     return app
+
+
+def install_body_limits(app: FastAPI, settings: ServerSettings) -> None:
+    """Refuse an upload or an offer larger than it may be, with 413."""
+
+    body_limits = {
+        "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
+        "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
+    }
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Checked before the body is read, so an oversized upload or offer is never buffered or spooled to disk.
+        declared = request.headers.get("content-length", "")
+        path = request.url.path
+        limit = body_limits.get("/api/sessions" if path.endswith("/viewers") else path)
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            return error_response(
+                413,
+                "upload_too_large",
+                f"the request body is {int(declared) / 1e6:.2f} MB; the limit here is {limit / 1e6:.2f} MB",
+            )
+        return await call_next(request)

@@ -110,7 +110,7 @@ class BotGateway:
         session_id = uuid.uuid4().hex
         try:
             avatar = await self._avatars.prepared(avatar_name)
-            session = self._new_session(session_id, avatar_name, avatar, socket, start, _viewer_url(socket, session_id))
+            session = self._new_session(session_id, avatar_name, avatar, socket, start, viewer_url(socket, session_id))
             self._registry.admit(session)
         except ApiError as error:
             close_code = _ADMISSION_CLOSE_CODES.get(error.status, CloseCode.INVALID_START)
@@ -127,7 +127,7 @@ class BotGateway:
         await socket.close(close_code, code)
 
 
-def _viewer_url(socket: WebSocket, session_id: str) -> str:
+def viewer_url(socket: WebSocket, session_id: str) -> str:
     """The watch page of a session, on the host and scheme the bot reached the server by."""
     scheme = "https" if socket.url.scheme == "wss" else "http"
     return str(socket.url.replace(scheme=scheme, path=f"/watch/{session_id}", query="", fragment=""))

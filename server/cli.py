@@ -15,6 +15,7 @@ from typing import NoReturn
 from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
 from server.acceleration_options import AccelerationOptions, add_acceleration_options
 from server.bridge_command import add_bridge_command, run_bridge_command
+from server.cluster_command import add_cluster_arguments, run_cluster_command
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-viewers", type=int, default=ServerSettings.max_viewers, help="people watching one session at once"
     )
+    add_cluster_arguments(serve)
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -149,6 +151,9 @@ def _serve(args: argparse.Namespace) -> int:
         ice_host_addresses=tuple(args.ice_address),
         max_viewers=args.max_viewers,
     )
+    if args.ray is not None:
+        run_cluster_command(settings, args)
+        return 0
     run_server(settings)
     return 0
 
