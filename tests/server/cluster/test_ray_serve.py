@@ -17,6 +17,7 @@ import ray
 from server.bot_client import connect_bot
 from server.bot_protocol import Error, Started
 from server.cluster.deployment import ClusterOptions
+from server.ice_addresses import restrict_ice_host_addresses
 from server.settings import ServerSettings
 from tests.server.cluster.ray_instance import deploy, local_ray, poll, replica_actor, wait_for_workers
 from tests.server.loopback_call import LoopbackCall
@@ -39,6 +40,7 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         size=128,
         max_sessions=PER_WORKER,
     )
+    restrict_ice_host_addresses(("127.0.0.1",))  # this process's clients, like the workers, on loopback only
     with local_ray() as base_url:
         deploy(base_url, settings, ClusterOptions(workers=WORKERS))
         yield base_url
@@ -97,7 +99,9 @@ async def test_sessions_spread_over_the_workers_and_a_full_deployment_refuses_un
     calls = [await started_call(http, speech) for _ in range(WORKERS * PER_WORKER)]
     try:
         assert sorted(Counter((await placements(http)).values()).values()) == [PER_WORKER] * WORKERS
-        refused = await LoopbackCall(http, speech, read_mouth=None).start()
+        one_too_many = LoopbackCall(http, speech, read_mouth=None)
+        calls.append(one_too_many)
+        refused = await one_too_many.start()
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "server_full"
         assert int(refused.headers["retry-after"]) > 0
@@ -152,7 +156,7 @@ async def test_a_worker_that_dies_ends_its_sessions_only_and_ray_replaces_it(
         await poll(lambda: _not_listed(http, victim_call.session_id))
         before = len(survivor.frames)
         await survivor.wait_for_frames(before + 10)
-    replacement = set(wait_for_workers(http.base_url.__str__().rstrip("/"), WORKERS)) - {victim}
+    replacement = set(await asyncio.to_thread(wait_for_workers, ingress, WORKERS, frozenset({victim})))
     assert replacement
     for call in calls:
         await call.close()
@@ -174,10 +178,10 @@ async def test_sessions_go_on_while_the_ingress_restarts(
         if name.startswith("SERVE_REPLICA::echolive#Ingress#")
     ]
     ray.kill(replica_actor("Ingress", ingress_ids[0]), no_restart=False)
+    await asyncio.to_thread(wait_for_workers, ingress, WORKERS)
+    assert call.session_id in await placements(http)
     before = len(call.frames)
     await call.wait_for_frames(before + 25)
-    wait_for_workers(ingress, WORKERS)
-    assert call.session_id in await placements(http)
     assert (await http.delete(f"/api/sessions/{call.session_id}")).status_code == 204
     await call.close()
 
