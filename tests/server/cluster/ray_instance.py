@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx2
 import ray
@@ -42,7 +43,7 @@ def local_ray(cpus: int = 2) -> Iterator[str]:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         yield f"http://127.0.0.1:{port}"
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
@@ -69,7 +70,7 @@ def wait_for_workers(base_url: str, count: int, avoid: frozenset[str] = frozense
             time.sleep(0.25)
 
 
-def replica_actor(deployment: str, replica_id: str) -> ray.actor.ActorHandle:
+def replica_actor(deployment: str, replica_id: str) -> ray.actor.ActorHandle[Any]:
     """The Ray actor behind one replica of a deployment of the application."""
     return ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#{deployment}#{replica_id}", namespace="serve")
 
