@@ -4,7 +4,8 @@ Why a relay to the worker's own bot endpoint: the bot's audio must reach the rep
 message of the session. Ray Serve routes each request on its own, and model multiplexing only prefers (it falls
 back to another replica when the preferred one is at `max_ongoing_requests`, which a busy worker always is); a
 per-session Ray queue costs an actor process per session. So the session's slot is taken through Ray Serve (a
-`BotLease`, one streaming request held open by this relay, counted like a WebRTC session), and the lease names the
+`BotLease`, one streaming request held open while the relay's connection to the worker lasts, counted like a
+WebRTC session), and the lease names the
 worker's own WebSocket address, to which every message then goes directly, in order, both ways. The worker runs
 the single server's bot gateway unchanged: the protocol, its errors and close codes are the same.
 
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server.bot_gateway import viewer_url
 from server.bot_protocol import CloseCode, Error, Started, event_message, parse_event
+from server.cluster.lease_watch import LEASE_HEADER
 from server.cluster.worker_pool import DeploymentFull, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,13 @@ async def relay_bot(client: WebSocket, pool: WorkerPool) -> None:
     try:
         async with (
             pool.bot_lease() as lease,
-            connect(lease.socket_url, compression=None, proxy=None, max_size=None) as worker,
+            connect(
+                lease.socket_url,
+                additional_headers={LEASE_HEADER: lease.lease_id},
+                compression=None,
+                proxy=None,
+                max_size=None,
+            ) as worker,
         ):
             await _relay(client, worker)
     except DeploymentFull:

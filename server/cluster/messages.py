@@ -36,11 +36,12 @@ class SessionEnded:
 
 @dataclass(frozen=True, slots=True)
 class BotLease:
-    """A session slot on a worker, held for as long as the streaming request that carried it stays open: the bot's
-    WebSocket is relayed to `socket_url`, that worker's own bot endpoint."""
+    """A session slot on a worker: the bot's WebSocket is relayed to `socket_url`, that worker's own bot endpoint,
+    with `lease_id` in the lease header; the slot is held while that connection lasts."""
 
     worker_id: str
     socket_url: str
+    lease_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from server.app import create_app_for
 from server.cluster.directory import ANNOUNCE_INTERVAL
+from server.cluster.lease_watch import LeaseWatch
 from server.cluster.messages import BotLease, Placed, Refused, SessionEnded, WorkerAddress
 from server.errors import ApiError
 from server.session_services import build_session_services
@@ -49,8 +51,8 @@ class SessionWorker:
         listener.bind((host, 0))
         listener.listen(BACKLOG)  # connections wait here until the server below takes them
         self.address = WorkerAddress(self.worker_id, f"http://{host}:{listener.getsockname()[1]}")
-        app = create_app_for(settings, self._services)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._leases = LeaseWatch(create_app_for(settings, self._services))
+        self._server = uvicorn.Server(uvicorn.Config(self._leases, log_level="warning", lifespan="on"))
         self._api = asyncio.create_task(self._server.serve(sockets=[listener]), name="worker-api")
         self._announcer = asyncio.create_task(self._announce(), name="worker-announce")
 
@@ -85,9 +87,10 @@ class SessionWorker:
         yield SessionEnded(session.end_reason or "closed")
 
     async def bot(self) -> AsyncIterator[BotLease]:
-        """A slot for a bot's session, held until the ingress's relay ends this request."""
-        yield BotLease(self.worker_id, self.address.url.replace("http://", "ws://", 1) + "/api/ws")
-        await asyncio.Event().wait()
+        """A slot for a bot's session, held while the relay's connection to this worker lasts."""
+        lease_id = uuid.uuid4().hex
+        yield BotLease(self.worker_id, self.address.url.replace("http://", "ws://", 1) + "/api/ws", lease_id)
+        await self._leases.held(lease_id)
 
     async def __del__(self) -> None:
         self._announcer.cancel()
