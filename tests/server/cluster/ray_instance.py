@@ -19,6 +19,8 @@ from server.settings import ServerSettings
 
 APP_NAME = "echolive"
 READY_WAIT = 120.0
+STARTUP_ATTEMPTS = 2
+"""A starved machine can make Ray's raylet miss its startup deadline once."""
 
 
 def free_port() -> int:
@@ -31,13 +33,20 @@ def free_port() -> int:
 @contextmanager
 def local_ray(cpus: int = 2) -> Iterator[str]:
     """Start Ray and Serve's HTTP proxy on 127.0.0.1; yield the proxy's base URL; shut both down."""
-    ray.init(
-        num_cpus=cpus,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        configure_logging=False,
-        log_to_driver=False,
-    )
+    for attempt in range(STARTUP_ATTEMPTS):
+        try:
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                configure_logging=False,
+                log_to_driver=False,
+            )
+            break
+        except Exception as error:  # Ray says only `Exception` when its raylet misses its fixed 30 s to register
+            ray.shutdown()
+            if "timed out during startup" not in str(error) or attempt == STARTUP_ATTEMPTS - 1:
+                raise
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})

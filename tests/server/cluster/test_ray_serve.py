@@ -136,28 +136,24 @@ async def test_a_bot_session_is_relayed_to_one_worker_for_its_whole_life(
 async def test_a_worker_that_dies_ends_its_sessions_only_and_ray_replaces_it(
     ingress: str, http: httpx2.AsyncClient, speech: npt.NDArray[np.float32]
 ) -> None:
-    calls = [await started_call(http, speech) for _ in range(WORKERS)]
-    placed = await placements(http)
-    workers = {placed[call.session_id] for call in calls}
-    if len(workers) == 1:  # both on one worker: a third lands on the other
-        calls.append(await started_call(http, speech))
-        placed = await placements(http)
-    victim_call = calls[0]
-    victim = placed[victim_call.session_id]
-    survivor = next(call for call in calls if placed[call.session_id] != victim)
     async with connect_bot(ingress.replace("http://", "ws://") + "/api/ws", sample_rate=RATE) as bot:
-        bot_worker = (await placements(http))[bot.started.session_id]
+        victim = (await placements(http))[bot.started.session_id]
+        # The bot holds one of the victim's slots: three calls fill the deployment, one of them on the victim.
+        calls = [await started_call(http, speech) for _ in range(WORKERS * PER_WORKER - 1)]
+        placed = await placements(http)
+        doomed = [call for call in calls if placed[call.session_id] == victim]
+        survivors = [call for call in calls if placed[call.session_id] != victim]
+        assert len(doomed) == PER_WORKER - 1 and len(survivors) == PER_WORKER
+
         ray.kill(replica_actor("SessionWorker", victim), no_restart=True)
-        if bot_worker == victim:
-            async with asyncio.timeout(20):
-                events = [message async for message in bot if isinstance(message, Error)]
-            assert [event.code for event in events] == ["worker_lost"]
-            assert bot.close_code == 1011
-        await poll(lambda: _not_listed(http, victim_call.session_id))
-        before = len(survivor.frames)
-        await survivor.wait_for_frames(before + 10)
+        async with asyncio.timeout(20):
+            errors = [message async for message in bot if isinstance(message, Error)]
+        assert [error.code for error in errors] == ["worker_lost"]
+        assert bot.close_code == 1011
+        await poll(lambda: _not_listed(http, doomed[0].session_id))
+        for call in survivors:
+            await call.wait_for_frames(len(call.frames) + 10)
     replacement = set(await asyncio.to_thread(wait_for_workers, ingress, WORKERS, frozenset({victim})))
-    assert replacement
     for call in calls:
         await call.close()
     await poll(lambda: _no_sessions(http))
