@@ -173,13 +173,19 @@ async def test_sessions_go_on_while_the_ingress_restarts(
         for name in (actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True))
         if name.startswith("SERVE_REPLICA::echolive#Ingress#")
     ]
-    ray.kill(replica_actor("Ingress", ingress_ids[0]), no_restart=False)
+    async with connect_bot(ingress.replace("http://", "ws://") + "/api/ws", sample_rate=RATE) as bot:
+        ray.kill(replica_actor("Ingress", ingress_ids[0]), no_restart=False)
+        async with asyncio.timeout(20):
+            async for _ in bot:
+                pass  # a bot's connection ran through the ingress, and ends with it
     await asyncio.to_thread(wait_for_workers, ingress, WORKERS)
     assert call.session_id in await placements(http)
-    before = len(call.frames)
-    await call.wait_for_frames(before + 25)
-    assert (await http.delete(f"/api/sessions/{call.session_id}")).status_code == 204
-    await call.close()
+    await call.wait_for_frames(len(call.frames) + 25)
+    # The bot's slot came back with its connection: the other three slots all take a session.
+    others = [await started_call(http, speech) for _ in range(WORKERS * PER_WORKER - 1)]
+    for session in [call, *others]:
+        assert (await http.delete(f"/api/sessions/{session.session_id}")).status_code == 204
+        await session.close()
 
 
 async def _no_sessions(http: httpx2.AsyncClient) -> bool:
