@@ -20,7 +20,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -31,7 +33,6 @@ from starlette.websockets import WebSocket
 from server.access_settings import AccessSettings
 from server.bot_protocol import CloseCode, Error, event_message
 from server.errors import error_response
-from streaming.clock import Clock, MonotonicClock
 
 _PUBLIC_PATH = re.compile(r"^/(healthz|static/.*|watch/[^/]+)?$")
 _VIEWER_PATH = re.compile(r"^/api/sessions/(?P<session>[^/]+)/viewers(/[^/]+)?$")
@@ -45,14 +46,26 @@ class Refusal:
     message: str
 
 
+class TokenClock(Protocol):
+    def now(self) -> float: ...
+
+
+class CalendarClock:
+    """Seconds since the epoch: a viewer token may be checked in another process than the one that signed it (a
+    cluster's ingress honours what a worker signed, perhaps on another machine), and machines share the calendar."""
+
+    def now(self) -> float:
+        return time.time()
+
+
 class AccessPolicy:
     """Decides whether a request may pass, and mints the scoped credentials a session hands out. `clock` dates
-    viewer tokens (a test passes a virtual one); `key` signs them, drawn at random unless processes that must
-    honour each other's tokens share one (their clocks must then share a scale too)."""
+    viewer tokens (the calendar unless a test passes a virtual one); `key` signs them, drawn at random unless
+    processes that must honour each other's tokens share one."""
 
-    def __init__(self, settings: AccessSettings, clock: Clock | None = None, key: bytes | None = None) -> None:
+    def __init__(self, settings: AccessSettings, clock: TokenClock | None = None, key: bytes | None = None) -> None:
         self.settings = settings
-        self._clock = clock if clock is not None else MonotonicClock()
+        self._clock = clock if clock is not None else CalendarClock()
         self._key = key if key is not None else secrets.token_bytes(32)
 
     @property

@@ -5,39 +5,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from aiortc import RTCPeerConnection
 from fastapi import FastAPI, File, Response, UploadFile, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.access_control import AccessPolicy, install_access_control
-from server.admission import AdmissionPolicy
-from server.avatar_cache import AvatarCache, avatar_measure
-from server.avatars import AvatarInfo, AvatarStore
-from server.bot_gateway import BotGateway
-from server.bot_protocol import Start
-from server.bot_session import BotSession
+from server.access_control import install_access_control
+from server.avatars import AvatarInfo
 from server.client_rate_limit import ClientRateLimit, TokenBuckets
 from server.errors import install_error_handlers
-from server.ice_addresses import restrict_ice_host_addresses
 from server.ice_servers import ClientConfig, client_config
-from server.metrics import ServerMetrics
-from server.render_times import RenderTimes
-from server.renderers import create_renderer
 from server.request_limits import RequestSizeLimits
-from server.session import Session
-from server.session_core import SessionConfig, SessionSummary
-from server.session_registry import SessionRegistry
+from server.session_core import SessionSummary
+from server.session_services import SessionServices, build_session_services
 from server.settings import ServerSettings
-from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, Signalling, ViewerAnswer, ViewerOffer
-from server.timed_renderer import TimedRenderer
-from server.warm_up import warm_up
-from streaming.clock import Clock, MonotonicClock
-from streaming.render_governor import RenderGovernor
+from server.signalling import MAX_SDP_LENGTH, SessionAnswer, SessionOffer, ViewerAnswer, ViewerOffer
+from streaming.clock import Clock
 from streaming.renderer import Renderer
 
 UPLOAD_OVERHEAD = 64 * 1024
@@ -76,80 +62,14 @@ def create_app(
     """Build the server. Everything that can fail on bad settings (renderer, weights, the startup avatar and its
     face) fails here with a `ValueError`, before a port is bound. `renderer` and `clock` replace the built-in ones
     (tests pass fakes)."""
-    metrics = ServerMetrics()
-    built = (
-        renderer
-        if renderer is not None
-        else create_renderer(
-            settings.renderer, settings.fps, settings.weights_dir, settings.size, settings.acceleration
-        )
-    )
-    render_times = RenderTimes()
-    timed_renderer = TimedRenderer(built, metrics.render_seconds, render_times)
-    frame_rate = settings.fps if settings.fps is not None else built.fps
-    policy = AdmissionPolicy.for_renderer(
-        built, render_times, frame_rate, settings.max_sessions, settings.admission_margin
-    )
-    registry = SessionRegistry(policy, metrics)
-    avatar_cache: AvatarCache[object] = AvatarCache(
-        settings.avatar_cache_size,
-        settings.avatar_cache_bytes,
-        avatar_measure(built),
-        keep=lambda: {avatars.default_name, *(session.avatar_name for session in registry.sessions())},
-        metrics=metrics,
-    )
-    avatars: AvatarStore[object] = AvatarStore(
-        settings.avatar_dir, timed_renderer.prepare_avatar, settings.max_upload_bytes, avatar_cache, settings.avatar
-    )
-    warm_up(timed_renderer, avatars.prepare_default())
-    if settings.ice_host_addresses:
-        restrict_ice_host_addresses(settings.ice_host_addresses)
-    session_clock = clock if clock is not None else MonotonicClock()
-    governor = RenderGovernor(session_clock)
-    timed_renderer.on_render = lambda _: governor.observe(registry.utilisation())
-    metrics.render_utilisation.set_function(registry.utilisation)
-    metrics.sessions_degraded.set_function(lambda: sum(session.degraded for session in registry.sessions()))
-    session_config = SessionConfig(
-        fps=settings.fps,
-        playout_delay=settings.playout_delay,
-        echo_audio=settings.echo_audio,
-        media_timeout=settings.media_timeout,
-        governor=governor,
-    )
+    return create_app_for(settings, build_session_services(settings, renderer=renderer, clock=clock))
 
-    def new_session(session_id: str, avatar_name: str, peer: RTCPeerConnection, avatar: object) -> Session:
-        return Session(
-            session_id,
-            avatar_name,
-            peer,
-            timed_renderer,
-            avatar,
-            replace(session_config, render_seconds=timed_renderer.times.p95()),
-            metrics,
-            session_clock,
-            on_closed=registry.discard,
-        )
 
-    def new_bot_session(
-        session_id: str, avatar_name: str, avatar: object, socket: WebSocket, start: Start, viewer_url: str
-    ) -> BotSession:
-        return BotSession(
-            session_id,
-            avatar_name,
-            timed_renderer,
-            avatar,
-            replace(session_config, render_seconds=timed_renderer.times.p95()),
-            metrics,
-            session_clock,
-            registry.discard,
-            socket,
-            start,
-            viewer_url,
-        )
-
-    access = AccessPolicy(settings.access, session_clock)
-    signalling = Signalling(registry, avatars, new_session, settings.max_viewers, access, settings.ice_servers)
-    bots = BotGateway(registry, avatars, new_bot_session, metrics, access)
+def create_app_for(settings: ServerSettings, services: SessionServices) -> FastAPI:
+    """The HTTP surface over session machinery already built (a cluster worker builds its own, see
+    `server.cluster.worker`)."""
+    metrics, avatars, registry = services.metrics, services.avatars, services.registry
+    signalling, bots = services.signalling, services.bots
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,22 +85,7 @@ def create_app(
     install_error_handlers(app)
     app.state.capacity = registry.capacity  # sessions that fit now, for a scaler (Ray Serve's max_ongoing_requests)
 
-    app.add_middleware(
-        ClientRateLimit,
-        method="POST",
-        path="/api/avatars",
-        buckets=TokenBuckets(settings.upload_rate, session_clock),
-        what="uploads",
-    )
-    app.add_middleware(
-        RequestSizeLimits,
-        body_limits={
-            "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
-            "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
-            "/api/sessions/{session_id}/viewers": MAX_SDP_LENGTH + OFFER_OVERHEAD,
-        },
-        max_message_bytes=settings.max_ws_message_bytes,
-    )
+    install_request_limits(app, settings, services.clock)
 
     @app.get("/", include_in_schema=False)
     async def web_client() -> FileResponse:
@@ -239,12 +144,42 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness and load")
     async def health() -> Health:
-        return Health("ok", built.name, frame_rate, len(registry), registry.max_sessions, registry.capacity())
+        return Health(
+            "ok",
+            services.renderer_name,
+            services.frame_rate,
+            len(registry),
+            registry.max_sessions,
+            registry.capacity(),
+        )
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/static", StaticFiles(directory=settings.web_client_dir), name="static")
-    install_access_control(app, access)  # last, so it runs first: nothing is read or done for a refused request
+    install_access_control(
+        app, services.access
+    )  # last, so it runs first: nothing is read or done for a refused request
     return app
+
+
+def install_request_limits(app: FastAPI, settings: ServerSettings, clock: Clock) -> None:
+    """Uploads rate-limited per client address, and every body and WebSocket message bounded while it is read;
+    the single server and the cluster's ingress install the same."""
+    app.add_middleware(
+        ClientRateLimit,
+        method="POST",
+        path="/api/avatars",
+        buckets=TokenBuckets(settings.upload_rate, clock),
+        what="uploads",
+    )
+    app.add_middleware(
+        RequestSizeLimits,
+        body_limits={
+            "/api/avatars": settings.max_upload_bytes + UPLOAD_OVERHEAD,
+            "/api/sessions": MAX_SDP_LENGTH + OFFER_OVERHEAD,
+            "/api/sessions/{session_id}/viewers": MAX_SDP_LENGTH + OFFER_OVERHEAD,
+        },
+        max_message_bytes=settings.max_ws_message_bytes,
+    )

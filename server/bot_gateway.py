@@ -135,9 +135,12 @@ class BotGateway:
         await socket.close(close_code, code)
 
     def _viewer_url(self, socket: WebSocket, session_id: str) -> str:
-        """The watch page of a session, on the host and scheme the bot reached the server by; with access control
-        on, its viewer token rides in the fragment, which browsers send to no server and no Referer carries."""
-        scheme = "https" if socket.url.scheme == "wss" else "http"
-        token = self._access.viewer_token(session_id)
-        fragment = "" if token is None else f"token={token}"
-        return str(socket.url.replace(scheme=scheme, path=f"/watch/{session_id}", query="", fragment=fragment))
+        return viewer_url(socket, session_id, self._access.viewer_token(session_id))
+
+
+def viewer_url(socket: WebSocket, session_id: str, token: str | None) -> str:
+    """The watch page of a session, on the host and scheme the bot reached the server by; with access control on,
+    its viewer token rides in the fragment, which browsers send to no server and no Referer carries."""
+    scheme = "https" if socket.url.scheme == "wss" else "http"
+    fragment = "" if token is None else f"token={token}"
+    return str(socket.url.replace(scheme=scheme, path=f"/watch/{session_id}", query="", fragment=fragment))

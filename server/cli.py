@@ -15,6 +15,7 @@ from typing import NoReturn
 from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
 from server.acceleration_options import AccelerationOptions, add_acceleration_options
 from server.bridge_command import add_bridge_command, run_bridge_command
+from server.cluster_command import add_cluster_arguments, run_cluster_command
 from server.deployment_options import DeploymentOptions, add_deployment_options
 from server.offline_render import render_to_file
 from server.settings import DEFAULT_SIZE, RENDERER_NAMES, ServerSettings, check_frame_size, default_avatar_dir
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     add_deployment_options(serve)
+    add_cluster_arguments(serve)
 
     render = commands.add_parser("render", help="render a portrait speaking an audio file to an MP4, offline")
     render.add_argument("--image", type=Path, required=True, help="portrait (PNG or JPEG) with one frontal face")
@@ -191,6 +193,9 @@ def _serve(args: argparse.Namespace) -> int:
         tls=deployment.tls,
         ice_servers=deployment.ice_servers,
     )
+    if args.ray is not None:
+        run_cluster_command(settings, args)
+        return 0
     run_server(settings)
     return 0
 

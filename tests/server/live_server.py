@@ -30,8 +30,14 @@ def serve_in_thread(
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    tls = {} if certificate is None else {"ssl_certfile": certificate.cert, "ssl_keyfile": certificate.key}
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **tls))
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        ssl_certfile=None if certificate is None else certificate.cert,
+        ssl_keyfile=None if certificate is None else certificate.key,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_WAIT
