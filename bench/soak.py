@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -36,6 +37,7 @@ import platform
 import random
 import statistics
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,7 +51,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.child_server import child_server
-from bench.latency import make_speech, post_json
+from bench.latency import make_speech, post_json, server_metrics
 from bench.lite_fps import cpu_model
 from bench.soak_trend import growth
 from server.bot_client import AudioMessage, VideoMessage, connect_bot
@@ -71,6 +73,10 @@ BOT_RATE = 24_000
 BOT_CHUNK = 0.1
 """Seconds of audio per message a bot sends, one every `BOT_CHUNK` seconds."""
 PHRASES = 4
+SERVER_COUNTERS = tuple(
+    f"echolive_{name}_total" for name in ("sessions_ended", "frames_sent", "frames_dropped", "frames_repeated")
+)
+"""From the server's /metrics at the end: why its sessions ended, and its frames sent, dropped and repeated."""
 
 
 # One session's record.
@@ -148,6 +154,7 @@ async def webrtc_session(base_url: str, speech: npt.NDArray[np.float32], record:
     peer.addTransceiver(SpeakingTrack(speech), direction="sendrecv")
     peer.addTransceiver("video", direction="recvonly")
     receivers: list[asyncio.Task[None]] = []
+    ended_by_server = asyncio.Event()
 
     async def receive(track: MediaStreamTrack) -> None:
         try:
@@ -160,17 +167,29 @@ async def webrtc_session(base_url: str, speech: npt.NDArray[np.float32], record:
                 else:
                     record.audio.append((loop.time(), pts))
         except MediaStreamError:
-            return
+            ended_by_server.set()
+
+    def on_connection_state() -> None:
+        if peer.connectionState in ("failed", "closed"):
+            ended_by_server.set()
 
     peer.on("track", lambda track: receivers.append(asyncio.create_task(receive(track))))
+    peer.on("connectionstatechange", on_connection_state)
     try:
         await peer.setLocalDescription(await peer.createOffer())
         offer = {"sdp": peer.localDescription.sdp, "type": "offer"}
         answer = await asyncio.to_thread(post_json, f"{base_url}/api/sessions", offer)
         await peer.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-        await asyncio.sleep(record.started + life - loop.time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(record.started + life):
+                await ended_by_server.wait()
         record.hung_up = loop.time()
-        await asyncio.to_thread(hang_up, f"{base_url}/api/sessions/{answer['session_id']}")
+        if not ended_by_server.is_set() and not await asyncio.to_thread(
+            hang_up, f"{base_url}/api/sessions/{answer['session_id']}"
+        ):
+            ended_by_server.set()
+        if ended_by_server.is_set():
+            raise RuntimeError(f"the server ended the session {record.hung_up - record.started:.0f} s in")
     finally:
         await peer.close()
         for task in receivers:
@@ -178,9 +197,15 @@ async def webrtc_session(base_url: str, speech: npt.NDArray[np.float32], record:
         await asyncio.gather(*receivers, return_exceptions=True)
 
 
-def hang_up(session_url: str) -> None:
-    with urllib.request.urlopen(urllib.request.Request(session_url, method="DELETE"), timeout=30):
-        return
+def hang_up(session_url: str) -> bool:
+    """Hang the session up; False if the server had ended it already."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(session_url, method="DELETE"), timeout=30):
+            return True
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return False
+        raise
 
 
 async def bot_session(ws_url: str, pcm: npt.NDArray[np.int16], record: SessionRecord, life: float) -> None:
@@ -393,7 +418,7 @@ def judge(samples: list[Sample], duration: float) -> dict[str, Any]:
     return verdicts
 
 
-def summarise(soak: Soak) -> dict[str, Any]:
+def summarise(soak: Soak, metrics: dict[str, float]) -> dict[str, Any]:
     sessions = [session_report(record) for record in soak.records]
     drifts = [abs(report.drift_ms) for report in sessions if report.drift_ms is not None]
     first, last = soak.samples[0], soak.samples[-1]
@@ -416,6 +441,7 @@ def summarise(soak: Soak) -> dict[str, Any]:
         "first_sample": asdict(first),
         "last_sample": asdict(last),
         "verdicts": judge(soak.samples, soak.duration),
+        "server": {name: value for name, value in metrics.items() if name.startswith(SERVER_COUNTERS)},
         "rows": [asdict(row) for row in soak.rows],
         "session_reports": [asdict(report) for report in sessions],
     }
@@ -436,6 +462,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         print("  " + ", ".join(f"{key} {value}" for key, value in report.items() if value is not None))
     for error in summary["errors"]:
         print(f"error: {error}")
+    print("server: " + ", ".join(f"{name} {value:.0f}" for name, value in summary["server"].items()))
     first, last = summary["first_sample"], summary["last_sample"]
     print(
         f"server at {first['at']:.0f} s: {first['fds']} fds, {first['threads']} threads, {first['rss_mib']:.1f} MiB; "
@@ -490,7 +517,8 @@ def main(argv: list[str] | None = None) -> None:
                 (lambda row: None) if args.json else print_row,
             )
             asyncio.run(soak.run())
-    summary = summarise(soak)
+            metrics = server_metrics(server.base_url)
+    summary = summarise(soak, metrics)
     if args.json:
         print(json.dumps(summary))
     else:
