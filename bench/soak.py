@@ -184,11 +184,10 @@ async def webrtc_session(base_url: str, speech: npt.NDArray[np.float32], record:
             async with asyncio.timeout_at(record.started + life):
                 await ended_by_server.wait()
         record.hung_up = loop.time()
-        if not ended_by_server.is_set() and not await asyncio.to_thread(
+        # Checked before hanging up: the hang-up itself ends the track.
+        if ended_by_server.is_set() or not await asyncio.to_thread(
             hang_up, f"{base_url}/api/sessions/{answer['session_id']}"
         ):
-            ended_by_server.set()
-        if ended_by_server.is_set():
             raise RuntimeError(f"the server ended the session {record.hung_up - record.started:.0f} s in")
     finally:
         await peer.close()
