@@ -23,7 +23,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,9 +45,10 @@ from pipecat.tests.utils import SleepFrame, run_test
 from adapters.avatar_link import AvatarLink
 from adapters.livekit_avatar import EchoMimicVideoGenerator
 from adapters.pipecat_avatar import EchoMimicVideoService
-from bench.latency import REPO, free_port, read_audio, wait_until_healthy
+from bench.child_server import child_server
+from bench.latency import read_audio
 from bench.mouth_probe import MouthProbe
-from bench.speaking_track import MIC_RATE
+from server.speaking_track import MIC_RATE
 from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 
@@ -175,20 +175,9 @@ def main() -> None:
     probe = MouthProbe.around(LiteRenderer().prepare_avatar(load_portrait(default_portrait_path())))
     with tempfile.TemporaryDirectory() as workdir:
         pcm = speech(Path(workdir))
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "bench.latency", "--serve", str(port), "--avatar-dir", f"{workdir}/avatars"]
-        log_path = Path(workdir) / "server.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_healthy(base_url, server, log_path)
-            url = base_url.replace("http://", "ws://") + "/api/ws"
-            at_rest, pipecat_closed = asyncio.run(pipecat_barge_in(url, pcm, args.tries, probe))
-            livekit_closed = asyncio.run(livekit_barge_in(url, pcm, args.tries, probe))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with child_server(Path(workdir)) as server:
+            at_rest, pipecat_closed = asyncio.run(pipecat_barge_in(server.ws_url, pcm, args.tries, probe))
+            livekit_closed = asyncio.run(livekit_barge_in(server.ws_url, pcm, args.tries, probe))
     cpu = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
     print(f"machine: {cpu.split(':', 1)[1].strip()}, {len(os.sched_getaffinity(0))} cores, {platform.python_version()}")
     print(f"server: lite renderer, defaults; {args.tries} interruptions per adapter, {SPEAKING_BEFORE_INTERRUPT} s in")

@@ -22,7 +22,6 @@ import asyncio
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench.latency import REPO, free_port, read_audio, summary, wait_until_healthy
+from bench.child_server import child_server
+from bench.latency import read_audio, summary
 from bench.lite_fps import cpu_model
 from server.bot_client import BotClient, VideoMessage, connect_bot
 from server.bot_protocol import Interrupted, SpeechEnded, Stats
@@ -123,19 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tries", type=int, default=12)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "bench.latency", "--serve", str(port), "--avatar-dir", f"{workdir}/avatars"]
-        log_path = Path(workdir) / "server.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_healthy(base_url, server, log_path)
-            results, playout_delay = asyncio.run(run(f"ws://127.0.0.1:{port}/api/ws", args.tries))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as workdir, child_server(Path(workdir)) as server:
+        results, playout_delay = asyncio.run(run(server.ws_url, args.tries))
     print(f"machine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}")
     print(
         f"server: lite renderer at its default 25 fps, playout delay {1000 * playout_delay:.0f} ms; client on loopback"

@@ -27,12 +27,9 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,6 +43,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessi
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from bench.child_server import child_server
 from bench.mouth_probe import MouthProbe
 from server.ice_addresses import restrict_ice_host_addresses
 from server.speaking_track import MIC_RATE, SpeakingTrack
@@ -53,7 +51,6 @@ from streaming.clock import MonotonicClock
 from streaming.lite.default_portrait import default_portrait_path, load_portrait
 from streaming.lite.renderer import LiteRenderer
 
-REPO = Path(__file__).resolve().parents[1]
 PHRASES = (
     "Hello there.",
     "Good morning, everyone.",
@@ -271,77 +268,22 @@ def summary(values: list[float]) -> str:
 # Running it.
 
 
-def serve(port: int, fps: float | None, playout_delay: float | None, avatar_dir: Path) -> None:
-    from server.serve import run_server
-    from server.settings import ServerSettings
-
-    overrides: dict[str, Any] = {} if playout_delay is None else {"playout_delay": playout_delay}
-    run_server(
-        ServerSettings(
-            port=port, fps=fps, avatar_dir=avatar_dir, ice_host_addresses=("127.0.0.1",), echo_audio=True, **overrides
-        )
-    )
-
-
-def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with code {server.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not become healthy within 60 s")
-
-
-def free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        port: int = probe_socket.getsockname()[1]
-    return port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phrases", type=int, default=12)
     parser.add_argument("--fps", type=float, default=None)
     parser.add_argument("--playout-delay", type=float, default=None, help="seconds (default: the server's)")
-    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--avatar-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve is not None:
-        serve(args.serve, args.fps, args.playout_delay, args.avatar_dir)
-        return
 
     restrict_ice_host_addresses(("127.0.0.1",))
     with tempfile.TemporaryDirectory() as workdir:
         speech, onset_times = make_speech(args.phrases, Path(workdir))
         probe = MouthProbe.around(LiteRenderer().prepare_avatar(load_portrait(default_portrait_path())))
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        command = [
-            sys.executable,
-            "-m",
-            "bench.latency",
-            "--serve",
-            str(port),
-            "--avatar-dir",
-            str(Path(workdir) / "avatars"),
-        ]
-        command += ["--fps", str(args.fps)] if args.fps is not None else []
-        command += ["--playout-delay", str(args.playout_delay)] if args.playout_delay is not None else []
-        log_path = Path(workdir) / "server.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_healthy(base_url, server, log_path)
-            record = asyncio.run(call(base_url, speech, probe))
-            metrics = server_metrics(base_url)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        serve_arguments = ["--fps", str(args.fps)] if args.fps is not None else []
+        serve_arguments += ["--playout-delay", str(args.playout_delay)] if args.playout_delay is not None else []
+        with child_server(Path(workdir), *serve_arguments) as server:
+            record = asyncio.run(call(server.base_url, speech, probe))
+            metrics = server_metrics(server.base_url)
     result = analyse(record.reception, record.speech_start, onset_times)
     report(args, result, metrics, record.playout_delay)
 

@@ -17,6 +17,7 @@ Ending releases everything it started: its tasks, the stream's worker, the outpu
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -367,3 +368,8 @@ class SessionCore:
             logger.info("session %s ended (%s) after %d frames", self.session_id, reason, self.frames_sent)
             self._closed.set()
             self._on_closed(self)
+            # A session sits in reference cycles (callbacks bound to it, aiortc's peer connection), which only a
+            # full collection frees; until then a dead session keeps its frames and the threads of its codecs and
+            # libav filters, and the collector's own thresholds let dozens pile up. Collecting as each session
+            # ends frees the ones before it (this one is still referenced from here).
+            gc.collect()

@@ -4,7 +4,6 @@ ways it refuses to start."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,8 @@ import numpy.typing as npt
 import pytest
 
 from bench.av_sync import lip_sync_offsets, read_recording
-from bench.latency import REPO, free_port, make_speech, wait_until_healthy
+from bench.child_server import child_server
+from bench.latency import make_speech
 from bench.mouth_probe import MouthProbe
 from server.cli import main
 from server.speaking_track import MIC_RATE
@@ -33,19 +33,8 @@ VIDEO_FIRST_LIMIT = 0.125
 def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server with its defaults (lite, bundled portrait, ICE on 127.0.0.1) in a process of its own, as a user
     runs it: the bridge and the server must not share one interpreter's lock, or each would delay the other."""
-    tmp_path = tmp_path_factory.mktemp("server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "bench.latency", "--serve", str(port), "--avatar-dir", str(tmp_path / "avatars")]
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_healthy(url, server, log_path)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with child_server(tmp_path_factory.mktemp("server")) as server:
+        yield server.base_url
 
 
 @pytest.fixture(scope="module")
