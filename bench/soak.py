@@ -54,10 +54,13 @@ from bench.child_server import child_server
 from bench.latency import make_speech, post_json, server_metrics
 from bench.lite_fps import cpu_model
 from bench.soak_trend import growth
-from server.bot_client import AudioMessage, VideoMessage, connect_bot
+from server.bot_client import AudioMessage, BotRefused, VideoMessage, connect_bot
+from server.bot_protocol import CloseCode
 from server.ice_addresses import restrict_ice_host_addresses
 from server.speaking_track import MIC_RATE, SpeakingTrack
 
+REFUSED_RETRY = 10.0
+"""Seconds a slot waits after a refusal that names no `Retry-After` (a bot's close code 4503)."""
 LATE_TOLERANCE = 0.2
 STALL = 2.0
 FIRST_FRAME_WAIT = 10.0
@@ -96,6 +99,8 @@ class SessionRecord:
     """(arrival, pts in seconds) of each piece of voice."""
     late: list[bool] = field(default_factory=list)
     error: str | None = None
+    refused: bool = False
+    """The server had no room for it (503, or a bot's 4503): admission at work, not a failure."""
 
     def add_frame(self, arrival: float, pts: float) -> None:
         if self.video:
@@ -194,6 +199,16 @@ async def webrtc_session(base_url: str, speech: npt.NDArray[np.float32], record:
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
+
+
+def refusal_wait(error: BaseException) -> float | None:
+    """Seconds to wait before trying again when the server refused a session for want of room; None when the
+    failure was anything else."""
+    if isinstance(error, urllib.error.HTTPError) and error.code == 503:
+        return float(error.headers.get("Retry-After") or REFUSED_RETRY)
+    if isinstance(error, BotRefused) and error.close_code == CloseCode.SERVER_FULL:
+        return REFUSED_RETRY
+    return None
 
 
 def hang_up(session_url: str) -> bool:
@@ -316,6 +331,11 @@ class Soak:
                     await bot_session(self.ws_url, bot_pcm, record, life)
             except Exception as error:
                 record.error = f"{type(error).__name__}: {error}"
+                retry_after = refusal_wait(error)
+                if retry_after is not None:
+                    record.refused = True
+                    record.hung_up = loop.time()
+                    await asyncio.sleep(min(retry_after, max(0.0, end - loop.time())))
             if record.hung_up is None:
                 record.hung_up = loop.time()
 
@@ -330,7 +350,7 @@ class Soak:
             await asyncio.sleep(self._origin + number * SAMPLE_PERIOD - loop.time())
             now = loop.time()
             fds, threads, rss = read_process(self.server_pid)
-            ended = sum(record.hung_up is not None for record in self.records)
+            ended = sum(record.hung_up is not None and not record.refused for record in self.records)
             self.samples.append(Sample(now - self._origin, ended, fds, threads, rss))
             if now - self._origin >= next_row - 1e-6:
                 self._add_row(now, next_row)
@@ -418,7 +438,8 @@ def judge(samples: list[Sample], duration: float) -> dict[str, Any]:
 
 
 def summarise(soak: Soak, metrics: dict[str, float]) -> dict[str, Any]:
-    sessions = [session_report(record) for record in soak.records]
+    sessions = [session_report(record) for record in soak.records if not record.refused]
+    refused = [record for record in soak.records if record.refused]
     drifts = [abs(report.drift_ms) for report in sessions if report.drift_ms is not None]
     first, last = soak.samples[0], soak.samples[-1]
     return {
@@ -430,6 +451,8 @@ def summarise(soak: Soak, metrics: dict[str, float]) -> dict[str, Any]:
         "late_tolerance": LATE_TOLERANCE,
         "stall_seconds": STALL,
         "sessions_run": len(sessions),
+        "sessions_refused": len(refused),
+        "refusals": sorted({record.error or "" for record in refused}),
         "by_transport": {kind: sum(s.transport == kind for s in sessions) for kind in ("webrtc", "bot")},
         "frames": sum(report.frames for report in sessions),
         "late": sum(report.late for report in sessions),
@@ -452,6 +475,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['sessions_run']} sessions ({summary['by_transport']}), {summary['sessions_at_once']} at once, "
         f"{summary['minutes']:.1f} min, churn around {summary['churn_seconds']:.0f} s, seed {summary['seed']}"
     )
+    if summary["sessions_refused"]:
+        print(f"refused (no room; retried after Retry-After): {summary['sessions_refused']}")
+        for refusal in summary["refusals"]:
+            print(f"  {refusal[:300]}")
     print(
         f"frames delivered {summary['frames']}, late (> {1000 * LATE_TOLERANCE:.0f} ms) {summary['late']}, "
         f"slots skipped {summary['skipped']}, stalls (> {STALL:.0f} s) {summary['stalls']}, "

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import email.message
+import urllib.error
+
 import pytest
 
-from bench.soak import FIRST_FRAME_WAIT, LATE_TOLERANCE, STALL, SessionRecord
+from bench.soak import FIRST_FRAME_WAIT, LATE_TOLERANCE, REFUSED_RETRY, STALL, SessionRecord, refusal_wait
+from server.bot_client import BotRefused
+from server.bot_protocol import CloseCode
 
 FPS = 25.0
 
@@ -59,3 +64,15 @@ def test_frames_that_stop_before_the_hang_up_are_a_stall() -> None:
     record = session(seconds=10.0)
     record.hung_up = 11.0 + STALL + 1
     assert record.stalls(record.hung_up) == [pytest.approx(STALL + 1 + 1 / FPS)]
+
+
+def test_a_slot_refused_for_want_of_room_waits_as_told_and_any_other_failure_does_not() -> None:
+    headers = email.message.Message()
+    headers["Retry-After"] = "7"
+    full = urllib.error.HTTPError("http://127.0.0.1/api/sessions", 503, "Service Unavailable", headers, None)
+    assert refusal_wait(full) == 7.0
+    assert refusal_wait(BotRefused("no_headroom", "full", CloseCode.SERVER_FULL)) == REFUSED_RETRY
+    bad = urllib.error.HTTPError("http://127.0.0.1/api/sessions", 400, "Bad Request", email.message.Message(), None)
+    assert refusal_wait(bad) is None
+    assert refusal_wait(BotRefused("invalid_start", "bad", CloseCode.INVALID_START)) is None
+    assert refusal_wait(RuntimeError("the server ended the session")) is None
