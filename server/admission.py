@@ -87,8 +87,14 @@ class AdmissionPolicy:
         return cls(times, fps, lanes, max_sessions, margin, memory)
 
     def seconds_per_frame(self) -> float:
-        """The 95th percentile of recent render time per frame, of the costlier call kind; 0 before any render."""
-        return max(self.times.p95_per_frame().values(), default=0.0)
+        """The 95th percentile of recent render time per frame, of the costlier call kind; 0 before any render.
+
+        With several lanes, the lanes are CPU cores shared by the sessions' render threads, and a call's wall time
+        also counts the time it waited for a core while the others drew: n sessions on fewer cores would each look
+        n/cores times as costly, and admission would refuse ever earlier as load grows (measured: 20–55 ms a frame
+        for lite at 384 px with 2–4 sessions whose threads spent a few ms on a core). So the cost there is the CPU
+        time of the rendering thread. With one lane (a GPU behind one lock) the wall time is the cost."""
+        return max(self.times.p95_per_frame(cpu=self.lanes > 1).values(), default=0.0)
 
     def utilisation(self, sessions: int) -> float:
         """The load of `sessions` sessions drawing every frame: the lane-seconds they need each second over the

@@ -18,6 +18,7 @@ class RenderTimes:
         self._kept = kept
         self._seconds: deque[float] = deque(maxlen=kept)
         self._per_frame: dict[str, deque[float]] = {}  # by call kind: seconds per frame drawn
+        self._cpu_per_frame: dict[str, deque[float]] = {}  # by call kind: CPU seconds per frame drawn
         self._lock = threading.Lock()  # written from render threads, read on the event loop
 
     def add(self, seconds: float) -> None:
@@ -25,17 +26,22 @@ class RenderTimes:
         with self._lock:
             self._seconds.append(seconds)
 
-    def add_call(self, kind: str, seconds: float, frames: int) -> None:
-        """Any render call of `kind` ("window" or "idle") that drew `frames` frames (none: nothing to learn)."""
+    def add_call(self, kind: str, seconds: float, frames: int, cpu_seconds: float | None = None) -> None:
+        """Any render call of `kind` ("window" or "idle") that drew `frames` frames (none: nothing to learn), in
+        `seconds` of wall time, of which the rendering thread spent `cpu_seconds` on a core (None: all of it)."""
         if frames < 1:
             return
+        cpu = seconds if cpu_seconds is None else cpu_seconds
         with self._lock:
             self._per_frame.setdefault(kind, deque(maxlen=self._kept)).append(seconds / frames)
+            self._cpu_per_frame.setdefault(kind, deque(maxlen=self._kept)).append(cpu / frames)
 
-    def p95_per_frame(self) -> dict[str, float]:
-        """By call kind, the 95th percentile of the seconds per frame drawn; kinds never called are absent."""
+    def p95_per_frame(self, cpu: bool = False) -> dict[str, float]:
+        """By call kind, the 95th percentile of the seconds per frame drawn (`cpu`: CPU seconds of the rendering
+        thread); kinds never called are absent."""
         with self._lock:
-            kept = {kind: list(seconds) for kind, seconds in self._per_frame.items()}
+            series = self._cpu_per_frame if cpu else self._per_frame
+            kept = {kind: list(seconds) for kind, seconds in series.items()}
         return {kind: percentile(seconds, 0.95) for kind, seconds in kept.items()}
 
     def __len__(self) -> int:

@@ -25,6 +25,8 @@ class RenderCall:
     frame_count: int
     """Frames returned."""
     seconds: float
+    cpu_seconds: float
+    """CPU time of the rendering thread: the work itself, without waiting for a core."""
 
 
 class TimedRenderer(Generic[AvatarT]):
@@ -60,7 +62,7 @@ class TimedRenderer(Generic[AvatarT]):
     def record(self, call: RenderCall, complete: bool) -> None:
         """Count one render call; an incomplete one (cut short by an interruption) says nothing of the budget."""
         self._seconds[call.kind].observe(call.seconds)
-        self.times.add_call(call.kind, call.seconds, call.frame_count)
+        self.times.add_call(call.kind, call.seconds, call.frame_count, call.cpu_seconds)
         if call.kind == "window" and complete:
             self.times.add(call.seconds)
         if self.on_render is not None:
@@ -73,16 +75,18 @@ class _TimedSession:
         self._renderer = renderer
 
     def render_window(self, window: AudioWindow) -> list[RgbImage]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         frames = self.inner.render_window(window)
-        call = RenderCall("window", window.first_frame, len(frames), time.perf_counter() - started)
+        seconds, cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
+        call = RenderCall("window", window.first_frame, len(frames), seconds, cpu_seconds)
         self._renderer.record(call, complete=len(frames) == len(window.drawn_frames))
         return frames
 
     def render_idle(self, first_frame: int, poses: Sequence[IdlePose]) -> list[RgbImage]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         frames = self.inner.render_idle(first_frame, poses)
-        self._renderer.record(RenderCall("idle", first_frame, len(frames), time.perf_counter() - started), True)
+        seconds, cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
+        self._renderer.record(RenderCall("idle", first_frame, len(frames), seconds, cpu_seconds), True)
         return frames
 
     def cancel(self) -> None:

@@ -121,3 +121,13 @@ def test_a_reserved_slot_counts_until_its_session_is_admitted_or_it_is_given_bac
         pass  # the slot came back both times
     exposition = metrics.exposition().decode()
     assert 'echolive_admission_refusals_total{reason="server_full"} 1.0' in exposition
+
+
+def test_sharing_cores_weighs_the_cpu_a_frame_took_and_one_gpu_lane_its_wall_time() -> None:
+    times = RenderTimes()
+    # 4 sessions on 2 cores: each call waited for a core as long as it drew.
+    for _ in range(20):
+        times.add_call("window", seconds=0.040 * 6, frames=6, cpu_seconds=0.008 * 6)
+    assert policy(times, lanes=2).seconds_per_frame() == pytest.approx(0.008)
+    assert policy(times, lanes=2).refusal(4) is None, "4 x 25 fps x 8 ms = 0.8 of 1.6 usable lanes"
+    assert policy(times, lanes=1).seconds_per_frame() == pytest.approx(0.040)
