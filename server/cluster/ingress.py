@@ -190,9 +190,7 @@ def create_ingress_app(settings: ServerSettings, pool: WorkerPool, access_key: b
 
 
 def _full(full: DeploymentFull) -> Response:
-    response = error_response(503, "server_full", "every worker is full; try again in a minute")
-    response.headers["Retry-After"] = str(full.retry_after)
-    return response
+    return error_response(503, "server_full", "every worker is full; try again in a minute", full.retry_after)
 
 
 def _passed_on(reply: WorkerReply) -> Response:
