@@ -43,7 +43,7 @@ from torch import nn
 
 from echomimic.acceleration import full_size
 from echomimic.acceleration.backend_names import Backend
-from echomimic.acceleration.backends import AcceleratedUNet, BackendChoice, compile_window_program
+from echomimic.acceleration.backends import AcceleratedUNet, BackendChoice, compile_window_programs
 from echomimic.acceleration.flops import counted_tflop
 from echomimic.acceleration.profiles import PROFILES, GenerationProfile
 from echomimic.acceleration.tiny_decoder import FrameDecoder
@@ -216,8 +216,8 @@ def run_case(case: Case, networks: Networks, device: torch.device, dtype: torch.
     unet: nn.Module = networks.denoising_unet
     if case.backend == Backend.COMPILE:
         choice = BackendChoice(Backend.COMPILE, "measured")
-        compiled = compile_window_program(networks.denoising_unet)
-        unet = AcceleratedUNet(networks.denoising_unet, choice, any_window_program=compiled, clone_outputs=True)
+        compiled = compile_window_programs(networks.denoising_unet)
+        unet = AcceleratedUNet(networks.denoising_unet, choice, any_window_programs=compiled, clone_outputs=True)
     decoder = networks.decoder(profile)
     frames = profile.frames_per_window
     seconds_of_audio = frames / FPS + LOOKAHEAD_SECONDS

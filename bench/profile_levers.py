@@ -2,17 +2,17 @@
 
     python -m bench.profile_levers [--conformance DIR]
 
-Output change is measured on the conformance fixtures' tiny random weights (CPU, float32): one window (context + new
-frames in one UNet window with no shift, through the pipeline's sampler, context not pinned) of the fixture's
-portrait, face mask and whisper features, rendered with `quality` and with one lever changed, compared on the
-decoded new frames as the relative L2 error ‖lever − quality‖ / ‖quality‖ and PSNR. Work is counted on the full-size
-networks at 512x512 (`echomimic.acceleration.flops`), since the tiny networks' proportions are not the real ones.
+Output change is measured on the conformance fixtures' tiny random weights (CPU, float32): one window of context +
+new frames, context not pinned, of the fixture's portrait, face mask and whisper features, rendered through the live
+sampler with `quality` and with one lever changed, compared on the decoded new frames as the relative L2 error
+‖lever − quality‖ / ‖quality‖ and PSNR. Work is counted on the full-size networks at 512x512
+(`echomimic.acceleration.flops`), since the tiny networks' proportions are not the real ones.
 
 Levers: fewer denoising steps; fewer context frames (the new frames keep their noise, as per-frame seeds give them);
-a smaller frame (the portrait and mask resized, the same noise field sampled on the smaller grid, the frames scaled
-back up to compare); the tiny decoder. The tiny decoder's output change needs the real taesd weights against the real
-SD VAE, which the tiny fixtures cannot stand in for, so only its work is reported. A different noise seed gives the
-scale of an unrelated sample.
+reuse of the UNet's deep features between steps; a smaller frame (the portrait and mask resized, the same noise
+field sampled on the smaller grid, the frames scaled back up to compare); the tiny decoder. The tiny decoder's output
+change needs the real taesd weights against the real SD VAE, which the tiny fixtures cannot stand in for, so only its
+work is reported. A different noise seed gives the scale of an unrelated sample.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from bench.lite_fps import cpu_model
 from echomimic.acceleration.flops import count_flops
 from echomimic.acceleration.profiles import QUALITY, REALTIME, GenerationProfile
 from echomimic.acceleration.tiny_decoder import FrameDecoder
+from echomimic.live_sampler import WindowInputs as SamplerWindow
+from echomimic.live_sampler import denoise_windows
 from echomimic.models import (
     EchoUNet3DConditionModel,
     FaceLocator,
@@ -98,18 +100,12 @@ def render_window(pipeline: EchoMimicPipeline, inputs: WindowInputs, profile: Ge
         rows = torch.arange(height // 8) * noise.shape[3] // (height // 8)
         columns = torch.arange(width // 8) * noise.shape[4] // (width // 8)
         noise = noise[:, :, :, rows][:, :, :, :, columns]  # the same field on the smaller grid, still unit variance
-    reference = pipeline.prepare_reference(image, mask)
-    output = pipeline(
-        reference=reference,
-        audio_features=audio,
-        noise=noise,
-        num_inference_steps=profile.num_inference_steps,
-        context_frames=frames,
-        context_overlap=0,
-        context_shift_per_step=0,
-        output_type="latent",
+    window = SamplerWindow(pipeline.prepare_reference(image, mask), audio, noise, pinned=None)
+    (latents,) = denoise_windows(
+        pipeline, pipeline.denoising_unet, [window], profile.num_inference_steps, 1.0, profile.deep_feature_interval
     )
-    pictures = FrameDecoder.sd_vae(pipeline.vae).decode(output.latents[:, :, profile.context_frames :])
+    assert latents is not None  # nothing stops it
+    pictures = FrameDecoder.sd_vae(pipeline.vae).decode(latents[:, :, profile.context_frames :])
     if scale != 1.0:
         pictures = F.interpolate(pictures, size=inputs.image.shape[:2], mode="bilinear", align_corners=False)
     return pictures
@@ -133,6 +129,14 @@ def levers() -> list[Lever]:
         found.append(Lever(profile.name, profile, profile))
     for context in (1, 0):
         profile = dataclasses.replace(QUALITY, name=f"{context} context frames", context_frames=context)
+        found.append(Lever(profile.name, profile, profile))
+    for steps, interval in ((6, 2), (6, 3), (4, 2)):
+        profile = dataclasses.replace(
+            QUALITY,
+            name=f"{steps} steps, deep features reused, whole UNet every {interval}",
+            num_inference_steps=steps,
+            deep_feature_interval=interval,
+        )
         found.append(Lever(profile.name, profile, profile))
     smaller = dataclasses.replace(QUALITY, name=f"{small_size}x{small_size}", size=small_size)
     found.append(Lever(smaller.name, smaller, smaller))

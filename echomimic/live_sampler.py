@@ -15,13 +15,19 @@ re-pinning at each step is consistent with the sampler, not a correction fightin
 Windows of the same length from several sessions run as one batch: each item brings its own portrait (latent,
 banks, face features), audio, noise and pins. An item whose `should_stop` turns true leaves the batch at the next
 step boundary; the others go on.
+
+With a deep-feature interval N > 1, only every Nth step runs the whole UNet; the steps between run its outermost
+level and reuse the deeper levels' output from the last full step (`EchoUNet3DConditionModel.forward`'s
+`deep_features`), which removes most of the work of those steps. Adjacent steps see nearly the same deep features,
+and the outermost level still sees each step's latents, pins and audio. When an item leaves the batch the next step
+runs in full, so no reused feature ever belongs to another item.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import torch
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
@@ -56,8 +62,29 @@ class WindowInputs:
     should_stop: Callable[[], bool] = lambda: False
 
 
-DenoisingUNet = Callable[..., torch.Tensor]
-"""`EchoUNet3DConditionModel`, or the same behind an acceleration backend (same call signature)."""
+class DenoisingUNet(Protocol):
+    """`EchoUNet3DConditionModel`, or the same behind an acceleration backend (`AcceleratedUNet`)."""
+
+    def __call__(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        audio_features: torch.Tensor,
+        face_features: torch.Tensor | None,
+        reference_banks: ReferenceBanks,
+        uncond_first_half: bool = False,
+        deep_features: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
+
+    def forward_keeping_deep_features(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        audio_features: torch.Tensor,
+        face_features: torch.Tensor | None,
+        reference_banks: ReferenceBanks,
+        uncond_first_half: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @torch.no_grad()
@@ -67,9 +94,13 @@ def denoise_windows(
     windows: list[WindowInputs],
     num_inference_steps: int,
     guidance_scale: float,
+    deep_feature_interval: int = 1,
 ) -> list[torch.Tensor | None]:
     """Clean latents [1, 4, F, h, w] of each window (all of the same F), or None for one that was stopped. The
-    pipeline gives the scheduler and the working device and dtype; `unet` denoises."""
+    pipeline gives the scheduler and the working device and dtype; `unet` denoises, in full every
+    `deep_feature_interval` steps and reusing deep features in between."""
+    if deep_feature_interval < 1:
+        raise ValueError(f"deep_feature_interval must be at least 1, got {deep_feature_interval}")
     device, dtype = pipeline.device, pipeline.working_dtype
     scheduler = pipeline.scheduler
     guided = guidance_scale > 1.0
@@ -92,20 +123,28 @@ def denoise_windows(
     # 2. The clamped initial draw, then the loop; stopped items leave the batch between steps.
     active = list(range(batch))
     latents = noise.clamp(-INITIAL_NOISE_CLAMP, INITIAL_NOISE_CLAMP) * scheduler.init_noise_sigma
-    for timestep in scheduler.timesteps.tolist():  # host integers: the scheduler indexes its tables with them
+    deep_features: torch.Tensor | None = None
+    timesteps = scheduler.timesteps.tolist()  # host integers: the scheduler indexes its tables with them
+    for step, timestep in enumerate(timesteps):
         alpha_bar = alphas_cumprod[timestep].to(dtype)
         pins = alpha_bar.sqrt() * pinned_latents + (1 - alpha_bar).sqrt() * noise  # q(x_t | x_0), as add_noise
         latents = torch.where(pinned_mask, pins, latents)
         model_input = torch.cat([latents, latents]) if guided else latents
         model_input = scheduler.scale_model_input(model_input, timestep)
-        velocity = unet(
+        conditioning = (
             model_input,
             timestep,
-            audio_features=torch.cat([torch.zeros_like(audio), audio]) if guided else audio,
-            face_features=torch.cat([torch.zeros_like(face), face]) if guided else face,
-            reference_banks=banks.repeat_for_cfg() if guided else banks,
-            uncond_first_half=guided,
-        )  # [B or 2B, 4, F, h, w]
+            torch.cat([torch.zeros_like(audio), audio]) if guided else audio,
+            torch.cat([torch.zeros_like(face), face]) if guided else face,
+            banks.repeat_for_cfg() if guided else banks,
+            guided,
+        )
+        if deep_features is not None and step % deep_feature_interval != 0:
+            velocity = unet(*conditioning, deep_features=deep_features)  # [B or 2B, 4, F, h, w]
+        elif deep_feature_interval > 1 and step + 1 < len(timesteps):
+            velocity, deep_features = unet.forward_keeping_deep_features(*conditioning)
+        else:
+            velocity = unet(*conditioning)
         velocity = velocity_through_clean_estimate(velocity, model_input, alphas_cumprod[timestep])
         if guided:
             unconditional, conditional = velocity.chunk(2)
@@ -115,6 +154,7 @@ def denoise_windows(
         if len(keep) < len(active):
             if not keep:
                 return [None] * batch
+            deep_features = None
             index = torch.tensor(keep, device=device)
             latents, noise, audio, face = (tensor.index_select(0, index) for tensor in (latents, noise, audio, face))
             pinned_mask, pinned_latents = pinned_mask.index_select(0, index), pinned_latents.index_select(0, index)

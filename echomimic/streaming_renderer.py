@@ -75,6 +75,7 @@ class EchoMimicRenderer:
         fps: float = 24.0,
         window: WindowSpec = LIVE_WINDOW,
         num_inference_steps: int = 6,
+        deep_feature_interval: int = 1,
         guidance_scale: float = 1.0,
         seed: int = 420,
         eyelids: EyelidsFactory | None = None,
@@ -90,7 +91,8 @@ class EchoMimicRenderer:
         window are pinned to the idle pose, and `blend_frames` idle frames fade in after a speaking one. `decoder`
         (default: the pipeline's SD VAE, 8 frames a call) and `unet` (default: the pipeline's, eager) come from
         `echomimic.acceleration`. The windows of up to `max_batch_sessions` sessions that are ready together are
-        denoised as one batch."""
+        denoised as one batch. With `deep_feature_interval` N > 1 the whole UNet runs every Nth step and the steps
+        between reuse its deep features (see `echomimic.live_sampler`)."""
         if size % 8 or size < 64:
             raise ValueError(f"size must be a multiple of 8 and at least 64, got {size}")
         if pipeline.audio_features is None:
@@ -107,6 +109,7 @@ class EchoMimicRenderer:
         self.frame_size = (size, size)
         self.window = window
         self.num_inference_steps = num_inference_steps
+        self.deep_feature_interval = deep_feature_interval
         self.guidance_scale = guidance_scale
         self.seed = seed
         self.audio_segment_seconds = audio_segment_seconds
@@ -116,7 +119,14 @@ class EchoMimicRenderer:
         self.unet: DenoisingUNet = unet if unet is not None else pipeline.denoising_unet
         self.model_lock = threading.Lock()
         self.batcher = WindowBatcher(
-            pipeline, self.unet, self.decoder, self.model_lock, num_inference_steps, guidance_scale, max_batch_sessions
+            pipeline,
+            self.unet,
+            self.decoder,
+            self.model_lock,
+            num_inference_steps,
+            guidance_scale,
+            max_batch_sessions,
+            deep_feature_interval,
         )
         self._eyelids = eyelids
 
@@ -138,8 +148,9 @@ class EchoMimicRenderer:
         audio_segment_seconds: float = OFFICIAL_SEGMENT_SECONDS,
     ) -> EchoMimicRenderer:
         """Load an official weights folder (see `echomimic.weights`) and build the renderer on it with the
-        profile's size, steps and decoder, the denoising UNet behind `backend` ("auto": the best this machine runs).
-        Live sessions keep the latency `window` whatever the profile's own (see `streaming.latency_budget`)."""
+        profile's size, steps, deep-feature interval and decoder, the denoising UNet behind `backend` ("auto": the
+        best this machine runs). Live sessions keep the latency `window` whatever the profile's own (see
+        `streaming.latency_budget`)."""
         pipeline = load_echomimic(weights_dir, device, dtype, progress)
         decoder = make_frame_decoder(profile.decoder, pipeline.vae, taesd_dir, DECODE_FRAMES_PER_CALL)
         latent = profile.latent_size
@@ -153,6 +164,7 @@ class EchoMimicRenderer:
             requested=backend,
             weights=weights_fingerprint(EchoMimicWeights.locate(weights_dir)),
             engine_dir=engine_dir,
+            deep_feature_interval=profile.deep_feature_interval,
         )
         return cls(
             pipeline,
@@ -160,6 +172,7 @@ class EchoMimicRenderer:
             fps=fps,
             window=window,
             num_inference_steps=profile.num_inference_steps,
+            deep_feature_interval=profile.deep_feature_interval,
             eyelids=eyelids,
             audio_segment_seconds=audio_segment_seconds,
             decoder=decoder,

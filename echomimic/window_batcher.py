@@ -55,6 +55,7 @@ class WindowBatcher:
         num_inference_steps: int,
         guidance_scale: float,
         max_batch: int,
+        deep_feature_interval: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -64,6 +65,7 @@ class WindowBatcher:
         self._model_lock = model_lock
         self._steps = num_inference_steps
         self._guidance = guidance_scale
+        self._deep_feature_interval = deep_feature_interval
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []
         """How many windows each batch held, for inspection (bounded: the last 1000)."""
@@ -138,7 +140,9 @@ class WindowBatcher:
             torch.cuda.reset_peak_memory_stats(device)
             allocated_before = torch.cuda.memory_allocated(device)
         inputs = [job.prepare() for job in batch]
-        latents = denoise_windows(self._pipeline, self._unet, inputs, self._steps, self._guidance)
+        latents = denoise_windows(
+            self._pipeline, self._unet, inputs, self._steps, self._guidance, self._deep_feature_interval
+        )
         finished = [(job, window) for job, window in zip(batch, latents, strict=True) if window is not None]
         if not finished:
             return None

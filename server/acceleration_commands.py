@@ -32,6 +32,13 @@ def add_flops_command(commands: argparse._SubParsersAction[Any]) -> None:
     flops.add_argument("--context", type=int, default=None, help="context frames per window (default: the profile's)")
     flops.add_argument("--decoder", choices=DECODER_KINDS, default=None, help="vae or tiny (default: the profile's)")
     flops.add_argument(
+        "--deep-feature-interval",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the whole UNet every N steps, the others reusing its deep features (default: the profile's)",
+    )
+    flops.add_argument(
         "--gpu", action="append", choices=list(GPU_PEAK_TFLOPS), default=None, help="a GPU to bound (repeatable)"
     )
     flops.add_argument("--peak", type=float, default=None, metavar="TFLOPS", help="bound a GPU of this fp16 peak")
@@ -62,6 +69,7 @@ def run_flops(args: argparse.Namespace) -> int:
         "window_frames": args.frames,
         "context_frames": args.context,
         "decoder": args.decoder,
+        "deep_feature_interval": args.deep_feature_interval,
     }
     chosen = {field: value for field, value in overrides.items() if value is not None}
     based_on = args.profile

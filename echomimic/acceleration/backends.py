@@ -7,8 +7,8 @@
 `accelerate_denoising_unet` picks the best one this machine can run ("auto") or the one asked for, logs which and
 why, and returns an `AcceleratedUNet`: a module with the UNet's own call signature, `config`, `dtype`, `device` and
 `project_banks`, so it replaces `pipeline.denoising_unet` with no other change. A call it has no program for
-(another window shape, classifier-free guidance, no face features) runs eagerly, so a backend never changes what is
-computed, only how fast.
+(another window shape or UNet pass, classifier-free guidance, no face features) runs eagerly, so a backend never
+changes what is computed, only how fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 from echomimic.acceleration.backend_names import AUTO, BACKEND_REQUESTS, Backend
 from echomimic.acceleration.engine_cache import EngineCache, default_engine_dir
 from echomimic.acceleration.tensorrt_engines import engine_key, load_engine, tensorrt_unavailable_reason
-from echomimic.acceleration.window_program import WindowProgram, WindowShape, flatten_window_inputs
+from echomimic.acceleration.window_program import UNetPass, WindowProgram, WindowShape, flatten_window_inputs
 from echomimic.models.reference_banks import ReferenceBanks
 from echomimic.models.unet_3d_denoising import EchoUNet3DConditionModel
 
@@ -88,40 +88,50 @@ def compile_unavailable_reason() -> str | None:
     return None
 
 
-def compile_window_program(
+WindowProgramCall = Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
+"""A `WindowProgram` pass, compiled: the same flat inputs and outputs."""
+
+
+def compile_window_programs(
     unet: EchoUNet3DConditionModel, backend: str = "inductor", mode: str | None = "reduce-overhead"
-) -> Callable[..., torch.Tensor]:
-    """`WindowProgram` under torch.compile; "reduce-overhead" is inductor with CUDA graphs. One graph per window
-    shape (`dynamic=False`), the whole UNet in it (`fullgraph=True`)."""
-    program: Callable[..., torch.Tensor] = torch.compile(
-        WindowProgram(unet).eval(), backend=backend, mode=mode, fullgraph=True, dynamic=False
-    )
-    return program
+) -> dict[UNetPass, WindowProgramCall]:
+    """Every `WindowProgram` pass under torch.compile; "reduce-overhead" is inductor with CUDA graphs. One graph
+    per window shape (`dynamic=False`), the whole pass in it (`fullgraph=True`). Each compiles on its first call, so
+    a pass the profile never calls costs nothing."""
+    return {
+        unet_pass: torch.compile(
+            WindowProgram(unet, unet_pass).eval(), backend=backend, mode=mode, fullgraph=True, dynamic=False
+        )
+        for unet_pass in UNetPass
+    }
+
+
+ProgramKey = tuple[UNetPass, WindowShape]
 
 
 class AcceleratedUNet(nn.Module):
     """The denoising UNet behind a backend, with the UNet's call signature.
 
-    `window_programs` run the window shapes they were built for (TensorRT engines); `any_window_program` runs any
-    shape (torch.compile). Their outputs are cloned when `clone_outputs` is set, because CUDA graphs overwrite
-    them on the next replay.
+    `window_programs` run the pass and window shape they were built for (TensorRT engines); `any_window_programs`
+    run their pass at any shape (torch.compile). Their outputs are cloned when `clone_outputs` is set, because CUDA
+    graphs overwrite them on the next replay.
     """
 
     def __init__(
         self,
         unet: EchoUNet3DConditionModel,
         choice: BackendChoice,
-        window_programs: Mapping[WindowShape, Callable[..., torch.Tensor]] | None = None,
-        any_window_program: Callable[..., torch.Tensor] | None = None,
+        window_programs: Mapping[ProgramKey, WindowProgramCall] | None = None,
+        any_window_programs: Mapping[UNetPass, WindowProgramCall] | None = None,
         clone_outputs: bool = False,
     ) -> None:
         super().__init__()
         self.unet = unet
         self.choice = choice
         self._window_programs = dict(window_programs or {})
-        self._any_window_program = any_window_program
+        self._any_window_programs = dict(any_window_programs or {})
         self._clone_outputs = clone_outputs
-        self._eager_shapes_logged: set[WindowShape] = set()
+        self._eager_calls_logged: set[ProgramKey] = set()
 
     @property
     def config(self) -> Any:
@@ -147,8 +157,8 @@ class AcceleratedUNet(nn.Module):
 
     @property
     def window_shapes(self) -> list[WindowShape]:
-        """The shapes with a fixed program (engines); empty for the other backends."""
-        return sorted(self._window_programs)
+        """The shapes with a fixed program of the full pass (engines); empty for the other backends."""
+        return sorted(shape for unet_pass, shape in self._window_programs if unet_pass == UNetPass.FULL)
 
     def forward(
         self,
@@ -158,24 +168,58 @@ class AcceleratedUNet(nn.Module):
         face_features: torch.Tensor | None,
         reference_banks: ReferenceBanks,
         uncond_first_half: bool = False,
+        deep_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """As `EchoUNet3DConditionModel.forward`."""
-        shape = WindowShape.of_sample(sample)
-        program = self._window_programs.get(shape, self._any_window_program)
-        if program is None or face_features is None or uncond_first_half:
-            self._log_eager_once(shape)
+        unet_pass = UNetPass.FULL if deep_features is None else UNetPass.REUSING_DEEP_FEATURES
+        program = self._program(unet_pass, sample, face_features, uncond_first_half)
+        if program is None or face_features is None:
             output: torch.Tensor = self.unet(
-                sample, timestep, audio_features, face_features, reference_banks, uncond_first_half
+                sample, timestep, audio_features, face_features, reference_banks, uncond_first_half, deep_features
             )
             return output
         inputs = flatten_window_inputs(self.unet, sample, timestep, audio_features, face_features, reference_banks)
-        output = program(*inputs)
+        output = program(*inputs) if deep_features is None else program(*inputs, deep_features)
         return output.clone() if self._clone_outputs else output
 
-    def _log_eager_once(self, shape: WindowShape) -> None:
-        if self.choice.backend != Backend.EAGER and shape not in self._eager_shapes_logged:
-            self._eager_shapes_logged.add(shape)
-            logger.info("denoising UNet: no %s program for %s; running it eagerly", self.choice.backend, shape)
+    def forward_keeping_deep_features(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        audio_features: torch.Tensor,
+        face_features: torch.Tensor | None,
+        reference_banks: ReferenceBanks,
+        uncond_first_half: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `EchoUNet3DConditionModel.forward_keeping_deep_features`."""
+        program = self._program(UNetPass.KEEPING_DEEP_FEATURES, sample, face_features, uncond_first_half)
+        if program is None or face_features is None:
+            return self.unet.forward_keeping_deep_features(
+                sample, timestep, audio_features, face_features, reference_banks, uncond_first_half
+            )
+        inputs = flatten_window_inputs(self.unet, sample, timestep, audio_features, face_features, reference_banks)
+        output, deep_features = program(*inputs)
+        if self._clone_outputs:
+            return output.clone(), deep_features.clone()
+        return output, deep_features
+
+    def _program(
+        self, unet_pass: UNetPass, sample: torch.Tensor, face_features: torch.Tensor | None, uncond_first_half: bool
+    ) -> Any:
+        """The program for this call, or None (logged once per pass and shape) when it must run eagerly."""
+        shape = WindowShape.of_sample(sample)
+        program = self._window_programs.get((unet_pass, shape), self._any_window_programs.get(unet_pass))
+        if program is not None and face_features is not None and not uncond_first_half:
+            return program
+        if self.choice.backend != Backend.EAGER and (unet_pass, shape) not in self._eager_calls_logged:
+            self._eager_calls_logged.add((unet_pass, shape))
+            logger.info(
+                "denoising UNet: no %s program for the %s pass at %s; running it eagerly",
+                self.choice.backend,
+                unet_pass,
+                shape,
+            )
+        return None
 
 
 def accelerate_denoising_unet(
@@ -185,51 +229,74 @@ def accelerate_denoising_unet(
     requested: str = AUTO,
     weights: str | None = None,
     engine_dir: Path | None = None,
+    deep_feature_interval: int = 1,
 ) -> AcceleratedUNet:
-    """Put the UNet behind the best backend for `shapes` (the window shapes the renderer will run).
+    """Put the UNet behind the best backend for `shapes` (the window shapes the renderer will run) and the passes
+    a sampler with `deep_feature_interval` calls.
 
     `weights` is the weights folder's fingerprint (`engine_cache.weights_fingerprint`); TensorRT engines are looked
     up for it in `engine_dir` (default: the user's cache). The choice and its reason are logged at INFO and kept in
     `.choice`.
     """
     cache = EngineCache(engine_dir or default_engine_dir())
-    choice = backend_for(requested, shapes, weights, cache, unet.dtype)
+    passes = UNetPass.for_interval(deep_feature_interval)
+    choice = backend_for(requested, shapes, weights, cache, unet.dtype, passes)
     logger.info("denoising UNet backend: %s", choice)
     if choice.backend == Backend.TENSORRT and weights is not None:
-        engines = {shape: load_engine(_found(cache, weights, shape, unet.dtype)) for shape in shapes}
+        engines = {
+            (unet_pass, shape): load_engine(_found(cache, weights, shape, unet.dtype, unet_pass))
+            for unet_pass in passes
+            for shape in shapes
+        }
         return AcceleratedUNet(unet, choice, window_programs=engines)
     if choice.backend == Backend.COMPILE:
-        return AcceleratedUNet(unet, choice, any_window_program=compile_window_program(unet), clone_outputs=True)
+        return AcceleratedUNet(unet, choice, any_window_programs=compile_window_programs(unet), clone_outputs=True)
     return AcceleratedUNet(unet, choice)
 
 
 def backend_for(
-    requested: str, shapes: Sequence[WindowShape], weights: str | None, cache: EngineCache, dtype: torch.dtype
+    requested: str,
+    shapes: Sequence[WindowShape],
+    weights: str | None,
+    cache: EngineCache,
+    dtype: torch.dtype,
+    passes: Sequence[UNetPass] = (UNetPass.FULL,),
 ) -> BackendChoice:
-    """What `accelerate_denoising_unet` would run for these window shapes, without building anything."""
+    """What `accelerate_denoising_unet` would run for these window shapes and UNet passes, without building
+    anything."""
     tensorrt_problem = tensorrt_unavailable_reason()
     if tensorrt_problem is None and requested in (AUTO, Backend.TENSORRT):
-        tensorrt_problem = _missing_engines(shapes, weights, cache, dtype)
+        tensorrt_problem = _missing_engines(shapes, passes, weights, cache, dtype)
     problems = {Backend.TENSORRT: tensorrt_problem, Backend.COMPILE: compile_unavailable_reason()}
     return choose_backend(requested, problems)
 
 
 def _missing_engines(
-    shapes: Sequence[WindowShape], weights: str | None, cache: EngineCache, dtype: torch.dtype
+    shapes: Sequence[WindowShape],
+    passes: Sequence[UNetPass],
+    weights: str | None,
+    cache: EngineCache,
+    dtype: torch.dtype,
 ) -> str | None:
     if weights is None:
         return "no weights folder to match engines against"
-    missing = [shape for shape in shapes if cache.find(engine_key(weights, shape, dtype)) is None]
+    wanted = [(unet_pass, shape) for unet_pass in passes for shape in shapes]
+    missing = [
+        (unet_pass, shape)
+        for unet_pass, shape in wanted
+        if cache.find(engine_key(weights, shape, dtype, unet_pass)) is None
+    ]
     if missing:
+        unet_pass, shape = missing[0]
         return (
-            f"no engine for {len(missing)} of {len(shapes)} window shapes (e.g. {missing[0]}) in {cache.directory}; "
-            "build them with `echolive compile --weights DIR`"
+            f"no engine for {len(missing)} of {len(wanted)} passes and window shapes (e.g. the {unet_pass} pass at "
+            f"{shape}) in {cache.directory}; build them with `echolive compile --weights DIR`"
         )
     return None
 
 
-def _found(cache: EngineCache, weights: str, shape: WindowShape, dtype: torch.dtype) -> Path:
-    path = cache.find(engine_key(weights, shape, dtype))
+def _found(cache: EngineCache, weights: str, shape: WindowShape, dtype: torch.dtype, unet_pass: UNetPass) -> Path:
+    path = cache.find(engine_key(weights, shape, dtype, unet_pass))
     if path is None:
-        raise BackendUnavailableError(f"the engine for {shape} vanished from {cache.directory}")
+        raise BackendUnavailableError(f"the engine of the {unet_pass} pass for {shape} vanished from {cache.directory}")
     return path

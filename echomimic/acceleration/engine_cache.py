@@ -51,6 +51,8 @@ class EngineKey:
     """GPU name and compute capability."""
     dtype: str
     shape: WindowShape
+    unet_pass: str
+    """Which `UNetPass` of the UNet the engine runs."""
     torch_version: str
     compiler_version: str
     """torch-tensorrt's version."""

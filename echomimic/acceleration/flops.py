@@ -5,7 +5,8 @@ The networks are built on the meta device (no weights, no memory) and run once u
 normalisations and element-wise work are not counted). For one window of `new + context` frames:
 
     UNet per frame and step    the denoising UNet on the whole window (reference banks, audio, motion modules) ÷ frames
-    per output frame           steps × (new + context) ÷ new × UNet per frame and step  +  decoder per frame
+    reusing per frame and step the same for a step that reuses deep features (only the outermost level runs)
+    per output frame           (new + context) ÷ new × (full steps × UNet + other steps × reusing)  +  decoder
     fps bound                  peak TFLOP/s × share ÷ TFLOP per output frame
 
 The banks' key and value projections are counted as the live renderer runs them, once per portrait (not per call):
@@ -32,6 +33,7 @@ from echomimic.acceleration.profiles import DecoderKind, GenerationProfile
 from echomimic.acceleration.window_program import AUDIO_TOKENS_PER_FRAME
 from echomimic.models.unet_2d_reference import ReferenceUNet2DConditionModel
 from echomimic.models.unet_3d_denoising import EchoUNet3DConditionModel
+from echomimic.models.unet_layout import up_levels
 
 TERA = 1e12
 
@@ -42,6 +44,8 @@ class FlopReport:
 
     profile: GenerationProfile
     unet_tflop_per_frame_step: float
+    unet_reusing_tflop_per_frame_step: float
+    """A step that reuses deep features: the outermost level only."""
     decoder_tflop_per_frame: float
     reference_unet_tflop: float
     """Once per avatar."""
@@ -50,7 +54,10 @@ class FlopReport:
     def unet_tflop_per_output_frame(self) -> float:
         profile = self.profile
         frames_denoised_per_output_frame = profile.frames_per_window / profile.window_frames
-        return profile.num_inference_steps * frames_denoised_per_output_frame * self.unet_tflop_per_frame_step
+        reusing_steps = profile.num_inference_steps - profile.full_steps
+        per_frame = profile.full_steps * self.unet_tflop_per_frame_step
+        per_frame += reusing_steps * self.unet_reusing_tflop_per_frame_step
+        return frames_denoised_per_output_frame * per_frame
 
     @property
     def tflop_per_output_frame(self) -> float:
@@ -67,6 +74,7 @@ class FlopReport:
         return {
             "profile": asdict(self.profile),
             "unet_tflop_per_frame_step": self.unet_tflop_per_frame_step,
+            "unet_reusing_tflop_per_frame_step": self.unet_reusing_tflop_per_frame_step,
             "unet_tflop_per_output_frame": self.unet_tflop_per_output_frame,
             "decoder_tflop_per_frame": self.decoder_tflop_per_frame,
             "tflop_per_output_frame": self.tflop_per_output_frame,
@@ -83,6 +91,9 @@ def count_flops(profile: GenerationProfile) -> FlopReport:
     return FlopReport(
         profile=profile,
         unet_tflop_per_frame_step=unet_tflop_per_frame_step(latent, profile.frames_per_window),
+        unet_reusing_tflop_per_frame_step=unet_tflop_per_frame_step(
+            latent, profile.frames_per_window, reusing_deep_features=True
+        ),
         decoder_tflop_per_frame=decoder_tflop_per_frame(latent, profile.decoder),
         reference_unet_tflop=reference_unet_tflop(latent),
     )
@@ -97,11 +108,14 @@ def counted_tflop(run: Callable[[], object]) -> float:
 
 
 @functools.cache
-def unet_tflop_per_frame_step(latent_size: int, frames: int, projected_banks: bool = True) -> float:
+def unet_tflop_per_frame_step(
+    latent_size: int, frames: int, projected_banks: bool = True, reusing_deep_features: bool = False
+) -> float:
     """One denoising UNet call on a window of `frames` frames at `latent_size`², divided by the frames.
 
     With `projected_banks` (the live renderer) the banks' key and value projections are done once per portrait and
-    not counted; without (the official offline sampler) every call projects every bank once per frame.
+    not counted; without (the official offline sampler) every call projects every bank once per frame. With
+    `reusing_deep_features` the call is one that reuses deep features and runs only the outermost level.
     """
     unet, reference_unet = _meta_denoising_unet(), _meta_reference_unet()
     channels = unet.config["in_channels"]
@@ -113,7 +127,11 @@ def unet_tflop_per_frame_step(latent_size: int, frames: int, projected_banks: bo
         audio = torch.empty(1, frames, AUDIO_TOKENS_PER_FRAME, unet.config["cross_attention_dim"])
         face = torch.empty(1, unet.config["block_out_channels"][0], 1, latent_size, latent_size)
         timestep = torch.zeros((), dtype=torch.long)
-        return counted_tflop(lambda: unet(sample, timestep, audio, face, banks)) / frames
+        deep_features = None
+        if reusing_deep_features:
+            deep_width = up_levels(unet.config["block_out_channels"])[-1].prev_output_channel
+            deep_features = torch.empty(frames, deep_width, latent_size, latent_size)
+        return counted_tflop(lambda: unet(sample, timestep, audio, face, banks, deep_features=deep_features)) / frames
 
 
 @functools.cache
@@ -160,10 +178,17 @@ def format_report(report: FlopReport, peaks: dict[str, float], fps: float = 24.0
     """The human-readable `echolive flops` output."""
     profile = report.profile
     decoder_name = "SD VAE" if profile.decoder == "vae" else "tiny autoencoder (taesd)"
+    reuse = (
+        f", the whole UNet every {profile.deep_feature_interval} steps ({profile.full_steps} of "
+        f"{profile.num_inference_steps}), the others reusing deep features"
+        if profile.deep_feature_interval > 1
+        else ""
+    )
     lines = [
         f"EchoMimic at {profile.size}x{profile.size}: {profile.num_inference_steps} steps, "
-        f"{profile.window_frames} new + {profile.context_frames} context frames per window, {decoder_name}",
+        f"{profile.window_frames} new + {profile.context_frames} context frames per window, {decoder_name}{reuse}",
         f"  denoising UNet   {report.unet_tflop_per_frame_step:8.3f} TFLOP per frame per step"
+        f" ({report.unet_reusing_tflop_per_frame_step:.3f} reusing deep features)"
         f"  -> {report.unet_tflop_per_output_frame:.3f} per output frame",
         f"  decoder          {report.decoder_tflop_per_frame:8.3f} TFLOP per frame",
         f"  total            {report.tflop_per_output_frame:8.3f} TFLOP per output frame"

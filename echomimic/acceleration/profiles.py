@@ -58,6 +58,10 @@ class GenerationProfile:
     """Already-shown frames denoised again before the new ones, so motion continues across windows."""
     decoder: DecoderKind
     """"vae" (the SD VAE of the release) or "tiny" (diffusers' `AutoencoderTiny` from a local taesd folder)."""
+    deep_feature_interval: int = 1
+    """The whole UNet runs every this many steps; the steps between run only its outermost level and reuse the
+    deeper levels' output from the last full step (1: every step in full). Live windows only: the offline sampler's
+    windows shift at every step, so there is nothing of the same window to reuse."""
 
     def __post_init__(self) -> None:
         if self.size <= 0 or self.size % LATENT_FACTOR:
@@ -73,6 +77,8 @@ class GenerationProfile:
                 f"profile {self.name!r}: {self.frames_per_window} frames per window exceed the motion module's "
                 f"{MOTION_MODULE_SPAN}"
             )
+        if self.deep_feature_interval < 1:
+            raise ValueError(f"profile {self.name!r}: deep_feature_interval must be at least 1")
         if self.decoder not in DECODER_KINDS:
             raise ValueError(f"profile {self.name!r}: decoder must be one of {', '.join(DECODER_KINDS)}")
 
@@ -84,6 +90,11 @@ class GenerationProfile:
     @property
     def latent_size(self) -> int:
         return self.size // LATENT_FACTOR
+
+    @property
+    def full_steps(self) -> int:
+        """Steps that run the whole UNet; the others reuse deep features."""
+        return -(-self.num_inference_steps // self.deep_feature_interval)
 
 
 QUALITY = GenerationProfile(

@@ -22,7 +22,7 @@ import torch
 
 from echomimic.acceleration.engine_cache import EngineCache, EngineKey, weights_fingerprint
 from echomimic.acceleration.profiles import GenerationProfile
-from echomimic.acceleration.window_program import WindowShape, example_window_inputs, export_window_program
+from echomimic.acceleration.window_program import UNetPass, WindowShape, example_window_inputs, export_window_program
 from echomimic.models.unet_2d_reference import ReferenceUNet2DConditionModel
 from echomimic.models.unet_3d_denoising import EchoUNet3DConditionModel
 from echomimic.progress import ProgressCallback, report
@@ -40,7 +40,7 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-def engine_key(weights: str, shape: WindowShape, dtype: torch.dtype) -> EngineKey:
+def engine_key(weights: str, shape: WindowShape, dtype: torch.dtype, unet_pass: UNetPass = UNetPass.FULL) -> EngineKey:
     """The key of an engine for this machine's current CUDA device and library versions."""
     torch_tensorrt = importlib.import_module("torch_tensorrt")
     major, minor = torch.cuda.get_device_capability()
@@ -49,24 +49,27 @@ def engine_key(weights: str, shape: WindowShape, dtype: torch.dtype) -> EngineKe
         device=f"{torch.cuda.get_device_name()} sm_{major}{minor}",
         dtype=str(dtype).removeprefix("torch."),
         shape=shape,
+        unet_pass=str(unet_pass),
         torch_version=torch.__version__,
         compiler_version=str(torch_tensorrt.__version__),
     )
 
 
-def build_engine(unet: EchoUNet3DConditionModel, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
-    """Export the UNet at the shapes of `inputs`, compile it with TensorRT and save it to `path`."""
+def build_engine(
+    unet: EchoUNet3DConditionModel, inputs: tuple[torch.Tensor, ...], path: Path, unet_pass: UNetPass = UNetPass.FULL
+) -> None:
+    """Export `unet_pass` of the UNet at the shapes of `inputs`, compile it with TensorRT and save it to `path`."""
     torch_tensorrt = importlib.import_module("torch_tensorrt")
-    exported = export_window_program(unet, inputs)
+    exported = export_window_program(unet, inputs, unet_pass)
     with torch.no_grad():
         compiled = torch_tensorrt.dynamo.compile(exported, arg_inputs=list(inputs), min_block_size=1)
         torch_tensorrt.save(compiled, str(path), output_format="exported_program", arg_inputs=list(inputs))
 
 
-def load_engine(path: Path) -> Callable[..., torch.Tensor]:
-    """The saved engine as a callable with the `WindowProgram` signature."""
+def load_engine(path: Path) -> Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """The saved engine as a callable with the `WindowProgram` signature of its pass."""
     torch_tensorrt = importlib.import_module("torch_tensorrt")
-    program: Callable[..., torch.Tensor] = torch_tensorrt.load(str(path)).module()
+    program: Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]] = torch_tensorrt.load(str(path)).module()
     return program
 
 
@@ -77,18 +80,24 @@ def compile_engines(
     cache: EngineCache,
     weights: str,
     progress: ProgressCallback | None = None,
+    passes: Sequence[UNetPass] = (UNetPass.FULL,),
 ) -> list[Path]:
-    """An engine for every shape, built unless the cache already holds one; their paths, in the order of `shapes`."""
+    """An engine for every pass and shape, built unless the cache already holds one; their paths, pass by pass in
+    the order of `shapes`."""
     dtype = next(unet.parameters()).dtype
+    wanted = [(unet_pass, shape) for unet_pass in passes for shape in shapes]
     paths = []
-    for index, shape in enumerate(shapes):
-        key = engine_key(weights, shape, dtype)
+    for index, (unet_pass, shape) in enumerate(wanted):
+        key = engine_key(weights, shape, dtype, unet_pass)
         path = cache.find(key)
         if path is None:
-            inputs = example_window_inputs(unet, reference_unet, shape)
-            path = cache.store(key, lambda target: build_engine(unet, inputs, target))  # noqa: B023 (called at once)
+            inputs = example_window_inputs(unet, reference_unet, shape, unet_pass)
+            path = cache.store(
+                key,
+                lambda target: build_engine(unet, inputs, target, unet_pass),  # noqa: B023 (called at once)
+            )
         paths.append(path)
-        report(progress, "compiling", index + 1, len(shapes), str(shape))
+        report(progress, "compiling", index + 1, len(wanted), f"{unet_pass} pass, {shape}")
     return paths
 
 
@@ -108,4 +117,5 @@ def compile_engines_for_weights(
     pipeline = load_echomimic(weights_dir, device="cuda", dtype=torch.float16, progress=progress)
     shapes = [WindowShape.of_profile(profile, batch) for batch in batches]
     cache = EngineCache(engine_dir)
-    return compile_engines(pipeline.denoising_unet, pipeline.reference_unet, shapes, cache, weights, progress)
+    passes = UNetPass.for_interval(profile.deep_feature_interval)
+    return compile_engines(pipeline.denoising_unet, pipeline.reference_unet, shapes, cache, weights, progress, passes)

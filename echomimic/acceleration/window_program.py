@@ -9,11 +9,16 @@ That is the module `torch.export` exports (Torch-TensorRT's front door) and `tor
 
 A window shape is (batch, frames, latent height, latent width): batch is the number of sessions whose windows run
 together, frames is context + new.
+
+A profile that reuses deep features (`GenerationProfile.deep_feature_interval`) runs two more passes of the UNet:
+one that also returns its deep features, and one that takes them as its last input and runs only the outermost
+level. Each pass is a program of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 from torch import nn
@@ -28,7 +33,23 @@ AUDIO_TOKENS_PER_FRAME = 50
 """Whisper tokens per frame (10 rows of 5 stacked states), as `echomimic.audio_features` cuts them."""
 
 WindowInputs = tuple[torch.Tensor, ...]
-"""(sample, timesteps, audio_features, face_features, then key and value of each bank in bank order)."""
+"""(sample, timesteps, audio_features, face_features, then key and value of each bank in bank order, then, for the
+pass reusing deep features, the deep features)."""
+
+
+class UNetPass(StrEnum):
+    """Which of the UNet's calls a program runs."""
+
+    FULL = "full"
+    KEEPING_DEEP_FEATURES = "keeping-deep-features"
+    """The whole UNet, returning (output, deep features)."""
+    REUSING_DEEP_FEATURES = "reusing-deep-features"
+    """The outermost level only, with the deep features as the last input."""
+
+    @classmethod
+    def for_interval(cls, deep_feature_interval: int) -> list[UNetPass]:
+        """The passes a sampler with this deep-feature interval calls."""
+        return [cls.FULL] if deep_feature_interval == 1 else list(cls)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -53,11 +74,13 @@ class WindowShape:
 
 
 class WindowProgram(nn.Module):
-    """The denoising UNet with flat tensor inputs (see `WindowInputs`); same output [B, 4, F, h, w]."""
+    """One pass of the denoising UNet with flat tensor inputs (see `WindowInputs`); output [B, 4, F, h, w], and the
+    deep features too for `UNetPass.KEEPING_DEEP_FEATURES`."""
 
-    def __init__(self, unet: EchoUNet3DConditionModel) -> None:
+    def __init__(self, unet: EchoUNet3DConditionModel, unet_pass: UNetPass = UNetPass.FULL) -> None:
         super().__init__()
         self.unet = unet
+        self.unet_pass = unet_pass
         self.bank_order = list(unet.bank_order)
 
     def forward(
@@ -66,15 +89,25 @@ class WindowProgram(nn.Module):
         timesteps: torch.Tensor,
         audio_features: torch.Tensor,
         face_features: torch.Tensor,
-        *bank_projections: torch.Tensor,
-    ) -> torch.Tensor:
+        *rest: torch.Tensor,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        reusing = self.unet_pass == UNetPass.REUSING_DEEP_FEATURES
+        bank_projections = rest[:-1] if reusing else rest
         keys, values = bank_projections[0::2], bank_projections[1::2]
         projected = {
             name: ProjectedBank(key, value) for name, key, value in zip(self.bank_order, keys, values, strict=True)
         }
         # With projections present the readers never compute with the raw banks; the UNet only looks their names up.
         reference_banks = ReferenceBanks(dict(zip(self.bank_order, keys, strict=True)), projected)
-        output: torch.Tensor = self.unet(sample, timesteps, audio_features, face_features, reference_banks)
+        if self.unet_pass == UNetPass.KEEPING_DEEP_FEATURES:
+            kept: tuple[torch.Tensor, torch.Tensor] = self.unet.forward_keeping_deep_features(
+                sample, timesteps, audio_features, face_features, reference_banks
+            )
+            return kept
+        deep_features = rest[-1] if reusing else None
+        output: torch.Tensor = self.unet(
+            sample, timesteps, audio_features, face_features, reference_banks, deep_features=deep_features
+        )
         return output
 
 
@@ -102,10 +135,13 @@ def flatten_window_inputs(
 
 
 def example_window_inputs(
-    unet: EchoUNet3DConditionModel, reference_unet: ReferenceUNet2DConditionModel, shape: WindowShape
+    unet: EchoUNet3DConditionModel,
+    reference_unet: ReferenceUNet2DConditionModel,
+    shape: WindowShape,
+    unet_pass: UNetPass = UNetPass.FULL,
 ) -> WindowInputs:
-    """Inputs of `shape` on the UNet's device and dtype, banks from the reference UNet (their values do not matter
-    to a compiler, their shapes do)."""
+    """Inputs of `shape` for `unet_pass` on the UNet's device and dtype, banks from the reference UNet (their values
+    do not matter to a compiler, their shapes do)."""
     parameter = next(unet.parameters())
     device, dtype = parameter.device, parameter.dtype
     channels = unet.config["in_channels"]
@@ -117,13 +153,20 @@ def example_window_inputs(
     audio = torch.randn(shape.batch, shape.frames, AUDIO_TOKENS_PER_FRAME, audio_width, device=device, dtype=dtype)
     face = torch.randn(1, unet.config["block_out_channels"][0], 1, *latent_hw, device=device, dtype=dtype)
     timestep = torch.tensor(999, device=device)
-    return flatten_window_inputs(unet, sample, timestep, audio, face, banks)
-
-
-def export_window_program(unet: EchoUNet3DConditionModel, inputs: WindowInputs) -> torch.export.ExportedProgram:
-    """The UNet exported by `torch.export` for exactly the shapes of `inputs`."""
+    inputs = flatten_window_inputs(unet, sample, timestep, audio, face, banks)
+    if unet_pass != UNetPass.REUSING_DEEP_FEATURES:
+        return inputs
     with torch.no_grad():
-        return torch.export.export(WindowProgram(unet).eval(), inputs)
+        _, deep_features = unet.forward_keeping_deep_features(sample, timestep, audio, face, banks)
+    return (*inputs, deep_features)
+
+
+def export_window_program(
+    unet: EchoUNet3DConditionModel, inputs: WindowInputs, unet_pass: UNetPass = UNetPass.FULL
+) -> torch.export.ExportedProgram:
+    """`unet_pass` of the UNet exported by `torch.export` for exactly the shapes of `inputs`."""
+    with torch.no_grad():
+        return torch.export.export(WindowProgram(unet, unet_pass).eval(), inputs)
 
 
 def _per_item(tensor: torch.Tensor, batch: int) -> torch.Tensor:

@@ -110,15 +110,16 @@ class DownBlock3D(nn.Module):
         self.downsamplers = downsampler(out_channels, downsample_padding) if add_downsample else None
 
     def forward(
-        self, hidden_states: torch.Tensor, cond: FrameConditioning, banks: list[Bank]
+        self, hidden_states: torch.Tensor, cond: FrameConditioning, banks: list[Bank], downsample: bool = True
     ) -> tuple[torch.Tensor, Skips]:
-        """hidden_states [(B F), C_in, h, w], one bank per transformer -> (hidden [(B F), C, h', w'], skip states)."""
+        """hidden_states [(B F), C_in, h, w], one bank per transformer -> (hidden [(B F), C, h', w'], skip states).
+        Without `downsample` the block stops after its layers, even if it has a downsampler."""
         skips: Skips = ()
         for i, resnet in enumerate(self.resnets):
             hidden_states = resnet(hidden_states, cond.temb)
             hidden_states = _attention_and_motion(self.attentions, self.motion_modules, i, hidden_states, cond, banks)
             skips += (hidden_states,)
-        if self.downsamplers is not None:
+        if self.downsamplers is not None and downsample:
             for sampler in self.downsamplers:
                 hidden_states = sampler(hidden_states)
             skips += (hidden_states,)

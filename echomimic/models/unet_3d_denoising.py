@@ -187,13 +187,49 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         face_features: torch.Tensor | None,
         reference_banks: ReferenceBanks,
         uncond_first_half: bool = False,
+        deep_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicts the model output for a window of frames.
 
         sample [B, 4, F, h, w]; timestep scalar or [B]; audio_features [B, F, tokens, D]; face_features
         [B, C0, 1 or F, h, w] or None; reference_banks with batch B. With `uncond_first_half` the first B/2 items
         attend without the banks (the official CFG reader). Returns [B, 4, F, h, w].
+
+        With `deep_features` (from `forward_keeping_deep_features` on the same window at an earlier step) only the
+        outermost level runs: conv_in, the first down block's layers, the last up block and conv_out, with the
+        deeper levels' output taken from `deep_features` instead of computed.
         """
+        output, _ = self._denoise(
+            sample, timestep, audio_features, face_features, reference_banks, uncond_first_half, deep_features
+        )
+        return output
+
+    def forward_keeping_deep_features(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        audio_features: torch.Tensor,
+        face_features: torch.Tensor | None,
+        reference_banks: ReferenceBanks,
+        uncond_first_half: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `forward`, running every level, and also returning the deep features: what enters the last up block,
+        [(B F), C0, h, w], for later steps of the same window to reuse."""
+        output, deep_features = self._denoise(
+            sample, timestep, audio_features, face_features, reference_banks, uncond_first_half, None
+        )
+        return output, deep_features
+
+    def _denoise(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        audio_features: torch.Tensor,
+        face_features: torch.Tensor | None,
+        reference_banks: ReferenceBanks,
+        uncond_first_half: bool,
+        deep_features: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, _, num_frames, height, width = sample.shape
         if uncond_first_half and batch % 2 != 0:
             raise ValueError(f"uncond_first_half needs an even batch, got {batch}")
@@ -205,6 +241,12 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         missing = [name for name in self.bank_order if name not in reference_banks.tensors]
         if missing:
             raise ValueError(f"reference banks lack {len(missing)} blocks, e.g. {missing[0]!r}")
+        deep_width = up_levels(self.config["block_out_channels"])[-1].prev_output_channel
+        deep_shape = (batch * num_frames, deep_width, height, width)
+        if deep_features is not None and tuple(deep_features.shape) != deep_shape:
+            raise ValueError(
+                f"deep_features must be {list(deep_shape)} for this sample, got {list(deep_features.shape)}"
+            )
 
         timesteps = timesteps_for_batch(timestep, batch, sample.device)
         temb = self.time_embedding(self.time_proj(timesteps).to(sample.dtype))  # [B, 4*C0]
@@ -223,21 +265,32 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
 
         layout = self.bank_layout
         skips: Skips = (hidden_states,)
-        for i, down_block in enumerate(self.down_blocks):
-            down_banks = layout.banks_in(f"down_blocks.{i}", reference_banks)
-            hidden_states, block_skips = down_block(hidden_states, cond, down_banks)
+        if deep_features is None:
+            for i, down_block in enumerate(self.down_blocks):
+                down_banks = layout.banks_in(f"down_blocks.{i}", reference_banks)
+                hidden_states, block_skips = down_block(hidden_states, cond, down_banks)
+                skips += block_skips
+            hidden_states = self.mid_block(hidden_states, cond, layout.banks_in("mid_block", reference_banks))
+            for i, up_block in enumerate(self.up_blocks[:-1]):
+                block_skips, skips, upsample_size = take_skips(skips, len(up_block.resnets))  # type: ignore[arg-type]
+                up_banks = layout.banks_in(f"up_blocks.{i}", reference_banks)
+                hidden_states = up_block(hidden_states, block_skips, cond, up_banks, upsample_size)
+            deep_features = hidden_states
+        else:
+            # The first down block's downsampled output feeds only the deeper levels, which are not run.
+            outer_banks = layout.banks_in("down_blocks.0", reference_banks)
+            _, block_skips = self.down_blocks[0](hidden_states, cond, outer_banks, downsample=False)
             skips += block_skips
 
-        hidden_states = self.mid_block(hidden_states, cond, layout.banks_in("mid_block", reference_banks))
-
-        for i, up_block in enumerate(self.up_blocks):
-            block_skips, skips, upsample_size = take_skips(skips, len(up_block.resnets))  # type: ignore[arg-type]
-            up_banks = layout.banks_in(f"up_blocks.{i}", reference_banks)
-            hidden_states = up_block(hidden_states, block_skips, cond, up_banks, upsample_size)
+        last = len(self.up_blocks) - 1
+        outer_up = self.up_blocks[last]
+        block_skips, skips, upsample_size = take_skips(skips, len(outer_up.resnets))  # type: ignore[arg-type]
+        up_banks = layout.banks_in(f"up_blocks.{last}", reference_banks)
+        hidden_states = outer_up(deep_features, block_skips, cond, up_banks, upsample_size)
 
         hidden_states = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))  # [(B F), 4, h, w]
         output: torch.Tensor = hidden_states.unflatten(0, (batch, num_frames)).transpose(1, 2)  # [B, 4, F, h, w]
-        return output
+        return output, deep_features
 
 
 def _has_cross_attention(block_type: str, with_attention: str, without_attention: str) -> bool:

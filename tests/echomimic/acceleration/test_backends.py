@@ -16,9 +16,9 @@ from echomimic.acceleration.backends import (
     BackendUnavailableError,
     accelerate_denoising_unet,
     choose_backend,
-    compile_window_program,
+    compile_window_programs,
 )
-from echomimic.acceleration.window_program import WindowShape, example_window_inputs
+from echomimic.acceleration.window_program import UNetPass, WindowShape, example_window_inputs
 from echomimic.models import EchoUNet3DConditionModel, ReferenceUNet2DConditionModel
 
 ATOL = RTOL = 1e-4
@@ -82,14 +82,32 @@ def _call(unet: EchoUNet3DConditionModel, reference_unet: ReferenceUNet2DConditi
 def test_compiled_unet_matches_eager(
     mini_unets: tuple[EchoUNet3DConditionModel, ReferenceUNet2DConditionModel],
 ) -> None:
-    """torch.compile's tracing and AOT graph capture (the "aot_eager" backend runs on any CPU) of the whole UNet as
+    """torch.compile's tracing and AOT graph capture (the "aot_eager" backend runs on any CPU) of each UNet pass as
     one graph, called with the UNet's own signature, computes what eager computes."""
     unet, reference_unet = mini_unets
     choice = BackendChoice(Backend.COMPILE, "test")
-    compiled = AcceleratedUNet(unet, choice, any_window_program=compile_window_program(unet, "aot_eager", None))
+    programs = compile_window_programs(unet, "aot_eager", None)
+    calls: list[UNetPass] = []
+    counted = {unet_pass: _counting(program, unet_pass, calls) for unet_pass, program in programs.items()}
+    compiled = AcceleratedUNet(unet, choice, any_window_programs=counted)
     call = _call(unet, reference_unet, WindowShape(1, 15, 8, 8))
     with torch.no_grad():
         torch.testing.assert_close(compiled(**call), unet(**call), atol=ATOL, rtol=RTOL)
+        output, deep_features = compiled.forward_keeping_deep_features(**call)
+        expected_output, expected_deep_features = unet.forward_keeping_deep_features(**call)
+        torch.testing.assert_close(output, expected_output, atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(deep_features, expected_deep_features, atol=ATOL, rtol=RTOL)
+        reusing = compiled(**call, deep_features=deep_features * 0.5)
+        torch.testing.assert_close(reusing, unet(**call, deep_features=deep_features * 0.5), atol=ATOL, rtol=RTOL)
+    assert calls == list(UNetPass)
+
+
+def _counting(program: Callable[..., object], unet_pass: UNetPass, calls: list[UNetPass]) -> Callable[..., object]:
+    def counted(*inputs: torch.Tensor) -> object:
+        calls.append(unet_pass)
+        return program(*inputs)
+
+    return counted
 
 
 def test_calls_without_a_program_run_eagerly(
@@ -102,7 +120,7 @@ def test_calls_without_a_program_run_eagerly(
         calls.append(WindowShape.of_sample(sample))
         return torch.zeros_like(sample)
 
-    programs: dict[WindowShape, Callable[..., torch.Tensor]] = {WindowShape(1, 4, 8, 8): program}
+    programs = {(UNetPass.FULL, WindowShape(1, 4, 8, 8)): program}
     accelerated = AcceleratedUNet(unet, BackendChoice(Backend.TENSORRT, "test"), window_programs=programs)
     assert accelerated.window_shapes == [WindowShape(1, 4, 8, 8)]
     with torch.no_grad():
@@ -113,5 +131,11 @@ def test_calls_without_a_program_run_eagerly(
         guided["reference_banks"] = guided["reference_banks"].repeat_for_cfg()
         torch.testing.assert_close(
             accelerated(**guided, uncond_first_half=True), unet(**guided, uncond_first_half=True)
+        )
+        same_shape = _call(unet, reference_unet, WindowShape(1, 4, 8, 8))
+        output, deep_features = accelerated.forward_keeping_deep_features(**same_shape)  # no program for this pass
+        torch.testing.assert_close(output, unet(**same_shape))
+        torch.testing.assert_close(
+            accelerated(**same_shape, deep_features=deep_features), unet(**same_shape, deep_features=deep_features)
         )
     assert calls == [WindowShape(1, 4, 8, 8)]

@@ -19,6 +19,7 @@ KEY = EngineKey(
     device="NVIDIA H200 sm_90",
     dtype="float16",
     shape=WindowShape(1, 15, 64, 64),
+    unet_pass="full",
     torch_version="2.13.0",
     compiler_version="2.13.0",
 )

@@ -92,6 +92,26 @@ def test_per_output_frame_arithmetic() -> None:
     assert base.fps_bound(100.0, 0.5) == pytest.approx(50.0 / base.tflop_per_output_frame)
 
 
+def test_deep_feature_reuse_arithmetic() -> None:
+    """A reusing step costs only the outermost level; the interval sets how many steps run the whole UNet."""
+    full = count_flops(dataclasses.replace(SMALL, num_inference_steps=4))
+    every_other = count_flops(dataclasses.replace(SMALL, num_inference_steps=4, deep_feature_interval=2))
+    one_in_three = count_flops(dataclasses.replace(SMALL, num_inference_steps=4, deep_feature_interval=3))
+    per_step, reusing = full.unet_tflop_per_frame_step, full.unet_reusing_tflop_per_frame_step
+    assert 0 < reusing < per_step
+    assert every_other.unet_tflop_per_output_frame == pytest.approx(15 / 12 * (2 * per_step + 2 * reusing))
+    assert one_in_three.unet_tflop_per_output_frame == pytest.approx(15 / 12 * (2 * per_step + 2 * reusing))
+    no_reuse_left = count_flops(dataclasses.replace(SMALL, num_inference_steps=1, deep_feature_interval=2))
+    assert no_reuse_left.unet_tflop_per_output_frame == pytest.approx(15 / 12 * per_step)
+
+
+def test_reusing_steps_cost_the_outermost_level_at_full_size() -> None:
+    """At 512 and 384 the outermost level is about two fifths of the UNet (the full-resolution attention is the
+    costliest part), so a reusing step removes about three fifths of a step's work."""
+    assert unet_tflop_per_frame_step(64, 15, reusing_deep_features=True) == pytest.approx(0.5049, abs=5e-4)
+    assert unet_tflop_per_frame_step(48, 15, reusing_deep_features=True) == pytest.approx(0.2312, abs=5e-4)
+
+
 def test_unet_work_per_frame_barely_depends_on_window_length() -> None:
     """Only the motion modules' attention across frames grows with the window."""
     assert unet_tflop_per_frame_step(8, 4) == pytest.approx(unet_tflop_per_frame_step(8, 15), rel=0.02)

@@ -35,6 +35,14 @@ def test_bad_profiles_are_refused() -> None:
         GenerationProfile("long", "", 512, 6, 30, 3, "vae")
     with pytest.raises(ValueError, match="decoder"):
         GenerationProfile("jpeg", "", 512, 6, 12, 3, "jpeg")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="deep_feature_interval must be at least 1"):
+        GenerationProfile("never", "", 512, 6, 12, 3, "vae", deep_feature_interval=0)
+
+
+@pytest.mark.parametrize(("steps", "interval", "full_steps"), [(6, 1, 6), (4, 2, 2), (3, 2, 2), (5, 3, 2), (1, 4, 1)])
+def test_full_steps(steps: int, interval: int, full_steps: int) -> None:
+    profile = GenerationProfile("p", "", 512, steps, 12, 3, "vae", deep_feature_interval=interval)
+    assert profile.full_steps == full_steps
 
 
 def test_profiles_import_without_torch() -> None:

@@ -5,6 +5,7 @@ pipeline the way a TensorRT engine built from it does."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from echomimic.acceleration.backend_names import Backend
 from echomimic.acceleration.backends import AcceleratedUNet, BackendChoice
 from echomimic.acceleration.profiles import QUALITY
 from echomimic.acceleration.window_program import (
+    UNetPass,
     WindowProgram,
     WindowShape,
     example_window_inputs,
@@ -90,11 +92,37 @@ def test_an_engine_swaps_into_the_live_sampler(
     unet = pipeline.denoising_unet
     expected = _live_window(pipeline, unet)
     choice = BackendChoice(Backend.TENSORRT, "the exported program stands in for an engine")
-    accelerated = AcceleratedUNet(unet, choice, window_programs={QUALITY_WINDOW: exported.module()})
+    accelerated = AcceleratedUNet(unet, choice, window_programs={(UNetPass.FULL, QUALITY_WINDOW): exported.module()})
     torch.testing.assert_close(_live_window(pipeline, accelerated), expected, atol=ATOL, rtol=RTOL)
 
 
-def _live_window(pipeline: EchoMimicPipeline, unet: DenoisingUNet) -> torch.Tensor:
+def test_the_deep_feature_passes_export_and_swap_into_the_live_sampler(
+    pipeline: EchoMimicPipeline, exported: torch.export.ExportedProgram
+) -> None:
+    """A profile that reuses deep features runs three passes; each exports at the window shape, and engines of the
+    three (exported programs standing in) give the live window that eager reuse gives."""
+    unet = pipeline.denoising_unet
+    programs = {(UNetPass.FULL, QUALITY_WINDOW): exported.module()}
+    for unet_pass in (UNetPass.KEEPING_DEEP_FEATURES, UNetPass.REUSING_DEEP_FEATURES):
+        inputs = example_window_inputs(unet, pipeline.reference_unet, QUALITY_WINDOW, unet_pass)
+        programs[(unet_pass, QUALITY_WINDOW)] = export_window_program(unet, inputs, unet_pass).module()
+    calls: list[UNetPass] = []
+
+    def recorded(unet_pass: UNetPass, program: Callable[..., object]) -> Callable[..., object]:
+        return lambda *inputs: calls.append(unet_pass) or program(*inputs)
+
+    choice = BackendChoice(Backend.TENSORRT, "exported programs stand in for engines")
+    engines = {key: recorded(key[0], program) for key, program in programs.items()}
+    accelerated = AcceleratedUNet(unet, choice, window_programs=engines)
+    expected = _live_window(pipeline, unet, steps=3, deep_feature_interval=2)
+    actual = _live_window(pipeline, accelerated, steps=3, deep_feature_interval=2)
+    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=RTOL)
+    assert calls == [UNetPass.KEEPING_DEEP_FEATURES, UNetPass.REUSING_DEEP_FEATURES, UNetPass.FULL]
+
+
+def _live_window(
+    pipeline: EchoMimicPipeline, unet: DenoisingUNet, steps: int = 2, deep_feature_interval: int = 1
+) -> torch.Tensor:
     rng = np.random.default_rng(5)
     frames, height, width = QUALITY_WINDOW.frames, QUALITY_WINDOW.latent_height, QUALITY_WINDOW.latent_width
     image = rng.integers(0, 256, (8 * height, 8 * width, 3), dtype=np.uint8)
@@ -112,7 +140,9 @@ def _live_window(pipeline: EchoMimicPipeline, unet: DenoisingUNet) -> torch.Tens
             torch.from_numpy(rng.standard_normal((1, 4, context, height, width), dtype=np.float32)),
         ),
     )
-    (latents,) = denoise_windows(pipeline, unet, [window], num_inference_steps=2, guidance_scale=1.0)
+    (latents,) = denoise_windows(
+        pipeline, unet, [window], steps, guidance_scale=1.0, deep_feature_interval=deep_feature_interval
+    )
     assert latents is not None
     return latents
 
