@@ -147,12 +147,32 @@ def test_each_window_continues_the_latents_already_shown(
     pinned_denoise = echomimic.window_batcher.denoise_windows
 
     def unpinned(
-        pipeline: Any, unet: Any, windows: list[WindowInputs], steps: int, guidance: float
+        pipeline: Any, unet: Any, windows: list[WindowInputs], steps: int, guidance: float, interval: int
     ) -> list[torch.Tensor | None]:
-        return pinned_denoise(pipeline, unet, [replace(window, pinned=None) for window in windows], steps, guidance)
+        unpinned_windows = [replace(window, pinned=None) for window in windows]
+        return pinned_denoise(pipeline, unet, unpinned_windows, steps, guidance, interval)
 
     monkeypatch.setattr(echomimic.window_batcher, "denoise_windows", unpinned)
     assert context_drift(renderer.open_session(avatar), windows=1) > 100 * PINNED_TOLERANCE
+
+
+def test_the_profile_deep_feature_interval_reaches_the_sampler(
+    conformance_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights_dir = write_fake_weights_folder(conformance_dir, tmp_path_factory.mktemp("weights"))
+    profile = replace(QUALITY, size=64, num_inference_steps=2, deep_feature_interval=2)
+    reusing = EchoMimicRenderer.from_weights(weights_dir, device="cpu", profile=profile, fps=FPS, window=WINDOW)
+    sampled = echomimic.window_batcher.denoise_windows
+    intervals: list[int] = []
+
+    def recording(pipeline: Any, unet: Any, windows: list[WindowInputs], *settings: Any) -> list[torch.Tensor | None]:
+        intervals.append(settings[-1])
+        return sampled(pipeline, unet, windows, *settings)
+
+    monkeypatch.setattr(echomimic.window_batcher, "denoise_windows", recording)
+    avatar = reusing.prepare_avatar(np.asarray(Image.open(PORTRAIT).convert("RGB")))
+    Speaker(reusing.open_session(avatar)).speak(WINDOW.first_window_frames)
+    assert intervals and set(intervals) == {2}
 
 
 def test_an_utterance_starts_from_the_idle_frames_on_screen(
