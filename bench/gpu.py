@@ -1,25 +1,32 @@
 """EchoMimic throughput on a CUDA device with no weights: full-size networks with random weights, fp16.
 
     python -m bench.gpu [--profiles quality,realtime] [--backends eager,compile] [--batches 1,2] [--windows 3]
+                        [--layouts contiguous,channels-last] [--every-layout]
     python -m bench.gpu --tiny        # the same code on tiny networks on the CPU, in seconds (run by the tests)
 
-Needs only torch and diffusers. For every profile, backend and batch (sessions whose windows run together) it
-renders windows as the live renderer does and times each stage with CUDA events:
+Needs only torch and diffusers. For every profile, backend, batch (sessions whose windows run together) and memory
+layout of the UNet and decoder convolutions it renders windows as the live renderer does and times each stage with
+CUDA events:
 
     audio      whisper features of each session's window, from its rolling audio history as a live session takes them
                (`RollingAudioFeatures`: one 30 s segment through the encoder per window)
-    sampling   the DDIM loop over context + new frames (the profile's steps), timesteps as Python ints (no host sync)
+    sampling   the live sampler itself (`echomimic.live_sampler.denoise_windows`) over context + new frames: the
+               profile's steps, the context pinned, each window's noise drawn on the host as the live renderer draws it
     decode     the new frames through the profile's decoder (SD VAE or tiny autoencoder), one batched call
     colour     [0, 1] float to uint8 RGB on the device, copied to pinned host memory
 
-and reports fps per session, the UNet's achieved TFLOP/s (FLOPs counted by torch's FLOP counter on the same
-networks) and its share of an fp16 matmul peak measured in the same run, and GPU memory per session over the weights.
-It prints markdown rows for `bench/RESULTS.md` naming the GPU, torch version and backend.
+and reports fps per session, the UNet's achieved TFLOP/s and its share of an fp16 matmul peak measured in the same
+run, GPU memory per session over the weights, and the host synchronisations one window's sampling and decoding make
+(counted under `torch.cuda.set_sync_debug_mode("warn")` in one extra untimed window; n/a on the CPU). The TFLOP are
+those torch's FLOP counter sees while the sampler denoises one window with the eager UNet (once, untimed), so they
+follow whatever the sampler calls. It prints markdown rows for `bench/RESULTS.md` naming the GPU, torch version,
+backend and layout.
 
 One device run must stay short (the H200 it targets is lent for minutes): eager cases run first, torch.compile cases
-last (each compiles for a minute or two), profiles and session counts in the order given; a case that would start
-after `--deadline` seconds is skipped and listed, and a case that fails (out of memory, a compiler error) is listed
-with its error while the others go on.
+last (each compiles for a minute or two), profiles and session counts in the order given; layouts other than the
+first are measured only for eager at the first session count unless `--every-layout` is given; a case that would
+start after `--deadline` seconds is skipped and listed, and a case that fails (out of memory, a compiler error) is
+listed with its error while the others go on.
 """
 
 from __future__ import annotations
@@ -30,26 +37,29 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import diffusers
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
-from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from torch import nn
 
 from echomimic.acceleration import full_size
 from echomimic.acceleration.backend_names import Backend
 from echomimic.acceleration.backends import AcceleratedUNet, BackendChoice, compile_window_programs
+from echomimic.acceleration.channels_last import convert_to_channels_last
 from echomimic.acceleration.flops import counted_tflop
 from echomimic.acceleration.profiles import PROFILES, GenerationProfile
 from echomimic.acceleration.tiny_decoder import FrameDecoder
 from echomimic.audio_features import SAMPLE_RATE
-from echomimic.models import EchoUNet3DConditionModel, FaceLocator, ReferenceBanks, ReferenceUNet2DConditionModel
+from echomimic.live_sampler import DenoisingUNet, PinnedFrames, WindowInputs, denoise_windows
+from echomimic.models import EchoUNet3DConditionModel, FaceLocator, ReferenceUNet2DConditionModel
 from echomimic.models.whisper_encoder import WhisperAudioEncoder
+from echomimic.pipelines.pipeline_echomimic import EchoMimicPipeline, ReferenceConditioning
 from echomimic.rolling_audio_features import RollingAudioFeatures
 from echomimic.schedulers import make_ddim_scheduler
 from echomimic.weights import CAST_METHODS, INFERENCE_V2_UNET_ADDITIONAL_KWARGS
@@ -57,6 +67,10 @@ from echomimic.weights import CAST_METHODS, INFERENCE_V2_UNET_ADDITIONAL_KWARGS
 FPS = 24.0
 LOOKAHEAD_SECONDS = 0.2
 GIB = 2**30
+GUIDANCE_SCALE = 1.0
+"""As the live renderer samples (both profiles)."""
+CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels-last"
+LAYOUTS = (CONTIGUOUS, CHANNELS_LAST)
 COMPILE_RESERVE_SECONDS = 150.0
 """A torch.compile case starts only with this much of the deadline left: inductor compiles the UNet for a minute or
 two before the first window."""
@@ -81,6 +95,9 @@ class Networks:
     vae: AutoencoderKL
     tiny_autoencoder: AutoencoderTiny
     audio_encoder: WhisperAudioEncoder
+    pipeline: EchoMimicPipeline
+    """Around the networks above, with the live scheduler: what `denoise_windows` takes its scheduler, device and
+    dtype from."""
 
     def decoder(self, profile: GenerationProfile) -> FrameDecoder:
         return FrameDecoder.sd_vae(self.vae) if profile.decoder == "vae" else FrameDecoder.tiny(self.tiny_autoencoder)
@@ -91,6 +108,8 @@ class Case:
     profile: GenerationProfile
     backend: Backend
     batch: int
+    layout: str = CONTIGUOUS
+    """Of the UNet's and the decoder's convolutions: one of `LAYOUTS`."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +119,12 @@ class CaseResult:
     """Mean milliseconds per window for each stage."""
     first_window_s: float
     """The untimed first window, torch.compile's compilation included."""
-    unet_tflop_per_window: float
+    sampling_tflop_per_window: float
+    """What torch's FLOP counter saw while the sampler denoised one window (the UNet calls, almost all of it)."""
     peak_memory_over_weights: float | None
     """Bytes; None on the CPU."""
+    host_syncs: int | None
+    """Host synchronisations in one window's sampling and decoding; None on the CPU."""
 
     @property
     def window_ms(self) -> float:
@@ -114,7 +136,7 @@ class CaseResult:
 
     @property
     def unet_tflops(self) -> float:
-        return self.unet_tflop_per_window / (self.stage_ms["sampling"] / 1000)
+        return self.sampling_tflop_per_window / (self.stage_ms["sampling"] / 1000)
 
 
 class StageClock:
@@ -174,7 +196,8 @@ def build_networks(device: torch.device, dtype: torch.dtype, tiny: bool) -> Netw
     for module in modules:
         # half()/float() rather than to(dtype): diffusers' to() warns about modules it would keep in float32
         getattr(module, CAST_METHODS[dtype])().eval().requires_grad_(False)
-    return Networks(unet, reference, locator, vae, taesd, whisper)
+    pipeline = EchoMimicPipeline(vae, reference, unet, locator, None, make_ddim_scheduler())
+    return Networks(unet, reference, locator, vae, taesd, whisper, pipeline)
 
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, size: int, seconds: float) -> float:
@@ -197,7 +220,28 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype, size: int, sec
 
 
 def run_case(case: Case, networks: Networks, device: torch.device, dtype: torch.dtype, windows: int) -> CaseResult:
-    """Time `windows` windows of `case` after one untimed first window."""
+    """Time `windows` windows of `case` after one untimed first window, its convolutions in the case's layout."""
+    decoder = networks.decoder(case.profile)
+    conversions = (
+        [convert_to_channels_last(network) for network in (networks.denoising_unet, decoder.network)]
+        if case.layout == CHANNELS_LAST
+        else []
+    )
+    try:
+        return _run_case(case, networks, decoder, device, dtype, windows)
+    finally:
+        for conversion in conversions:  # the next case finds the networks contiguous
+            conversion.undo()
+
+
+def _run_case(
+    case: Case,
+    networks: Networks,
+    decoder: FrameDecoder,
+    device: torch.device,
+    dtype: torch.dtype,
+    windows: int,
+) -> CaseResult:
     profile, batch = case.profile, case.batch
     latent = profile.latent_size
     weights_bytes = torch.cuda.memory_allocated() if device.type == "cuda" else 0
@@ -205,21 +249,25 @@ def run_case(case: Case, networks: Networks, device: torch.device, dtype: torch.
         torch.cuda.reset_peak_memory_stats()
 
     # Per avatar, once, as the live renderer prepares it: banks rounded through fp16 and projected, face features.
+    # One portrait for every session; each session draws its own noise.
     with torch.no_grad():
         banks = networks.reference_unet(torch.randn(1, 4, latent, latent, device=device, dtype=dtype), 0)
         banks = networks.denoising_unet.project_banks(banks.rounded_to_fp16())
-        banks = ReferenceBanks.batch([banks] * batch)  # one portrait per session, the same one here
         mask = torch.zeros(1, 1, 1, profile.size, profile.size, device=device, dtype=dtype)
         mask[..., profile.size // 4 : 3 * profile.size // 4, profile.size // 4 : 3 * profile.size // 4] = 1
-        face = networks.face_locator(mask).repeat(batch, 1, 1, 1, 1)  # [B, C0, 1, h, w]
+        face = networks.face_locator(mask)  # [1, C0, 1, h, w]
+    portrait_latents = torch.randn(1, 4, latent, latent, device=device, dtype=dtype)
+    reference = ReferenceConditioning(latents=portrait_latents, banks=banks, face_features=face)
+    frames, context = profile.frames_per_window, profile.context_frames
+    shown = torch.randn(1, 4, context, latent, latent, device=device, dtype=dtype)
+    pinned = PinnedFrames(list(range(context)), shown) if context else None
+    noises = [torch.randn(1, 4, frames, latent, latent) for _ in range(batch)]
 
-    unet: nn.Module = networks.denoising_unet
+    unet: DenoisingUNet = networks.denoising_unet
     if case.backend == Backend.COMPILE:
         choice = BackendChoice(Backend.COMPILE, "measured")
         compiled = compile_window_programs(networks.denoising_unet)
         unet = AcceleratedUNet(networks.denoising_unet, choice, any_window_programs=compiled, clone_outputs=True)
-    decoder = networks.decoder(profile)
-    frames = profile.frames_per_window
     seconds_of_audio = frames / FPS + LOOKAHEAD_SECONDS
     histories = [RollingAudioFeatures(networks.audio_encoder, FPS) for _ in range(batch)]
     for history in histories:
@@ -230,73 +278,92 @@ def run_case(case: Case, networks: Networks, device: torch.device, dtype: torch.
         pin_memory=device.type == "cuda",
     )
 
+    def window_audio() -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [history.chunks(0, frames) for history in histories]  # [F, tokens, D] each
+
+    def sample(audio: list[torch.Tensor], denoiser: DenoisingUNet) -> torch.Tensor:
+        inputs = [
+            WindowInputs(reference, features, noise, pinned) for features, noise in zip(audio, noises, strict=True)
+        ]
+        results = denoise_windows(
+            networks.pipeline,
+            denoiser,
+            inputs,
+            profile.num_inference_steps,
+            GUIDANCE_SCALE,
+            profile.deep_feature_interval,
+        )
+        return torch.cat([latents for latents in results if latents is not None])  # [B, 4, F, h, w]; none stops
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        return decoder.decode(latents[:, :, context:])  # [(B new), 3, H, W]
+
     def render_window() -> dict[str, float]:
         clock = StageClock(device)
+        clock.mark("audio")
+        audio = window_audio()
+        clock.mark("sampling")
+        latents = sample(audio, unet)
+        clock.mark("decode")
+        pictures = decode(latents)
+        clock.mark("colour")
         with torch.no_grad():
-            clock.mark("audio")
-            audio = torch.stack([history.chunks(0, frames) for history in histories])  # [B, F, tokens, D]
-            clock.mark("sampling")
-            latents = _sample(unet, profile, audio, face, banks, device, dtype)
-            clock.mark("decode")
-            pictures = decoder.decode(latents[:, :, profile.context_frames :])  # [(B new), 3, H, W]
-            clock.mark("colour")
             rgb = (pictures * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
             host_frames.copy_(rgb, non_blocking=True)
         return clock.finish()
 
-    with torch.no_grad():
-        audio = torch.stack([history.chunks(0, frames) for history in histories])
-    call_tflop = _counted_unet_tflop(networks.denoising_unet, audio, face, banks, latent)
+    audio = window_audio()
+    sampling_tflop = counted_tflop(lambda: sample(audio, networks.denoising_unet))
     started = time.perf_counter()
     render_window()
     first_window_s = time.perf_counter() - started
+    host_syncs = count_host_syncs(lambda: decode(sample(audio, unet)), device)
     stage_ms = [render_window() for _ in range(windows)]
     peak = torch.cuda.max_memory_allocated() - weights_bytes if device.type == "cuda" else None
     return CaseResult(
         case=case,
         stage_ms={stage: sum(times[stage] for times in stage_ms) / windows for stage in stage_ms[0]},
         first_window_s=first_window_s,
-        unet_tflop_per_window=call_tflop * profile.num_inference_steps,
+        sampling_tflop_per_window=sampling_tflop,
         peak_memory_over_weights=None if peak is None else float(peak),
+        host_syncs=host_syncs,
     )
 
 
-def _sample(
-    unet: nn.Module,
-    profile: GenerationProfile,
-    audio: torch.Tensor,
-    face: torch.Tensor,
-    banks: ReferenceBanks,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """The few-step DDIM loop over one window; timesteps stay Python ints so the scheduler never reads the device."""
-    batch, frames = audio.shape[:2]
-    scheduler = make_ddim_scheduler()
-    scheduler.set_timesteps(profile.num_inference_steps)
-    latent = profile.latent_size
-    latents = torch.randn(batch, 4, frames, latent, latent, device=device, dtype=dtype).clamp_(-1.5, 1.5)
-    for timestep in scheduler.timesteps.tolist():
-        model_input = scheduler.scale_model_input(latents, timestep)
-        velocity = unet(model_input, torch.full((batch,), timestep, device=device), audio, face, banks)
-        latents = cast(DDIMSchedulerOutput, scheduler.step(velocity, timestep, latents)).prev_sample
-    return latents
+def count_host_syncs(work: Callable[[], object], device: torch.device) -> int | None:
+    """How many times `work` makes the host wait for the GPU, as torch's sync debug mode reports them (blocking
+    copies, `.item()`, `.tolist()` ...); None on the CPU, where there is nothing to wait for."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            work()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(warning.message) for warning in caught)
 
 
-def _counted_unet_tflop(
-    unet: EchoUNet3DConditionModel, audio: torch.Tensor, face: torch.Tensor, banks: ReferenceBanks, latent: int
-) -> float:
-    """TFLOP of one eager UNet call on this window, as torch's FLOP counter sees it."""
-    batch, frames = audio.shape[:2]
-    sample = torch.randn(batch, 4, frames, latent, latent, device=audio.device, dtype=audio.dtype)
-    timesteps = torch.full((batch,), 999, device=audio.device)
-    return counted_tflop(lambda: unet(sample, timesteps, audio, face, banks))
-
-
-def cases_for(profiles: Sequence[GenerationProfile], backends: Sequence[Backend], batches: Sequence[int]) -> list[Case]:
-    """In the order given, backend by backend, then session count by session count: put what matters most first,
-    since the deadline cuts from the end."""
-    return [Case(profile, backend, batch) for backend in backends for batch in batches for profile in profiles]
+def cases_for(
+    profiles: Sequence[GenerationProfile],
+    backends: Sequence[Backend],
+    batches: Sequence[int],
+    layouts: Sequence[str] = (CONTIGUOUS,),
+    every_layout: bool = False,
+) -> list[Case]:
+    """In the order given, backend by backend, then session count by session count, then profile, the layouts of one
+    profile side by side: put what matters most first, since the deadline cuts from the end. Layouts after the first
+    only for eager at the first session count, unless `every_layout`."""
+    return [
+        Case(profile, backend, batch, layout)
+        for backend in backends
+        for batch in batches
+        for profile in profiles
+        for layout in layouts
+        if every_layout or layout == layouts[0] or (backend == Backend.EAGER and batch == batches[0])
+    ]
 
 
 def _result_row(result: CaseResult, gpu: str, matmul_peak: float) -> str:
@@ -307,18 +374,24 @@ def _result_row(result: CaseResult, gpu: str, matmul_peak: float) -> str:
         if result.peak_memory_over_weights is None
         else f"{result.peak_memory_over_weights / case.batch / GIB:.2f}"
     )
+    syncs = "n/a" if result.host_syncs is None else str(result.host_syncs)
     return (
-        f"| {gpu} | {torch.__version__} | {case.profile.name} | {case.backend} | {case.batch} | {result.window_ms:.1f} "
-        f"({stages}) | {result.fps_per_session:.1f} | {result.unet_tflops:.3g} | "
-        f"{100 * result.unet_tflops / matmul_peak:.0f}% | {memory} | {result.first_window_s:.1f} |"
+        f"| {gpu} | {torch.__version__} | {case.profile.name} | {case.backend} | {case.layout} | {case.batch} | "
+        f"{result.window_ms:.1f} ({stages}) | {result.fps_per_session:.1f} | {result.unet_tflops:.3g} | "
+        f"{100 * result.unet_tflops / matmul_peak:.0f}% | {memory} | {syncs} | {result.first_window_s:.1f} |"
     )
 
 
 ROW_HEADER = (
-    "| GPU | torch | profile | backend | sessions | ms per window (audio / sampling / decode / colour) | fps per "
-    "session | UNet TFLOP/s | of matmul peak (same dtype) | GiB per session over weights | first window s |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "| GPU | torch | profile | backend | layout | sessions | ms per window (audio / sampling / decode / colour) | "
+    "fps per session | UNet TFLOP/s | of matmul peak (same dtype) | GiB per session over weights | "
+    "host syncs in sampling+decode | first window s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def _describe(case: Case) -> str:
+    return f"{case.profile.name}, {case.backend}, {case.layout}, {case.batch} session(s)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,6 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--backends", default=None, help="comma-separated: eager, compile (default both; eager only with --tiny)"
     )
     parser.add_argument("--batches", default="1,2", help="comma-separated session counts batched per window")
+    parser.add_argument(
+        "--layouts",
+        default=",".join(LAYOUTS),
+        help="comma-separated memory layouts of the UNet's and decoder's convolutions: contiguous, channels-last "
+        "(default both; layouts after the first run for eager at the first session count only)",
+    )
+    parser.add_argument(
+        "--every-layout", action="store_true", help="run every layout for every backend and session count too"
+    )
     parser.add_argument("--windows", type=int, default=3, help="timed windows per case, after one untimed")
     parser.add_argument("--deadline", type=float, default=330.0, help="start no case after this many seconds")
     args = parser.parse_args(argv)
@@ -344,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiles = [dataclasses.replace(profile, size=TINY_SIZE) for profile in profiles]
     backends = [Backend(name) for name in (args.backends or ("eager" if args.tiny else "eager,compile")).split(",")]
     batches = [int(batch) for batch in args.batches.split(",")]
+    layouts = args.layouts.split(",")
+    unknown = [layout for layout in layouts if layout not in LAYOUTS]
+    if unknown:
+        parser.error(f"unknown layout {unknown[0]!r}; choose from {', '.join(LAYOUTS)}")
 
     gpu = (
         torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
@@ -365,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"weights on the device: {torch.cuda.memory_allocated() / GIB:.2f} GiB")
     print(ROW_HEADER)
     skipped = []
-    for case in cases_for(profiles, backends, batches):
+    for case in cases_for(profiles, backends, batches, layouts, args.every_layout):
         elapsed = time.perf_counter() - started
         reserve = COMPILE_RESERVE_SECONDS if case.backend == Backend.COMPILE else 0.0
         if elapsed + reserve > args.deadline:
@@ -374,13 +460,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = run_case(case, networks, device, dtype, args.windows)
         except Exception as error:  # one failed case (out of memory, a compiler error) must not lose the others
-            print(f"failed: {case.profile.name}, {case.backend}, {case.batch} session(s): {error!r}"[:2000], flush=True)
+            print(f"failed: {_describe(case)}: {error!r}"[:2000], flush=True)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             continue
         print(_result_row(result, gpu, fp16_peak), flush=True)
     for case in skipped:
-        print(f"skipped (deadline): {case.profile.name}, {case.backend}, {case.batch} session(s)")
+        print(f"skipped (deadline): {_describe(case)}")
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 

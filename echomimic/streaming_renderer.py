@@ -24,6 +24,7 @@ no model and never wait for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import replace
@@ -34,6 +35,7 @@ import torch
 
 from echomimic.acceleration.backend_names import AUTO
 from echomimic.acceleration.backends import accelerate_denoising_unet
+from echomimic.acceleration.channels_last import convert_to_channels_last
 from echomimic.acceleration.engine_cache import weights_fingerprint
 from echomimic.acceleration.profiles import QUALITY, GenerationProfile
 from echomimic.acceleration.tiny_decoder import FrameDecoder, make_frame_decoder
@@ -50,6 +52,8 @@ from echomimic.weights import EchoMimicWeights, load_echomimic
 from echomimic.window_batcher import WindowBatcher
 from streaming.frames import RgbImage
 from streaming.renderer import AvatarMemory, DeviceMemory, WindowSpec
+
+logger = logging.getLogger(__name__)
 
 LIVE_WINDOW = WindowSpec(frames=4, context=2, lookahead=0.08, onset_frames=2)
 DECODE_FRAMES_PER_CALL = 8
@@ -142,6 +146,7 @@ class EchoMimicRenderer:
         taesd_dir: Path | None = None,
         backend: str = AUTO,
         engine_dir: Path | None = None,
+        channels_last: bool = False,
         fps: float = 24.0,
         window: WindowSpec = LIVE_WINDOW,
         eyelids: EyelidsFactory | None = None,
@@ -149,8 +154,8 @@ class EchoMimicRenderer:
     ) -> EchoMimicRenderer:
         """Load an official weights folder (see `echomimic.weights`) and build the renderer on it with the
         profile's size, steps, deep-feature interval and decoder, the denoising UNet behind `backend` ("auto": the
-        best this machine runs). Live sessions keep the latency `window` whatever the profile's own (see
-        `streaming.latency_budget`)."""
+        best this machine runs); `channels_last` runs the UNet and the decoder in channels-last memory format. Live
+        sessions keep the latency `window` whatever the profile's own (see `streaming.latency_budget`)."""
         pipeline = load_echomimic(weights_dir, device, dtype, progress)
         decoder = make_frame_decoder(profile.decoder, pipeline.vae, taesd_dir, DECODE_FRAMES_PER_CALL)
         latent = profile.latent_size
@@ -165,7 +170,11 @@ class EchoMimicRenderer:
             weights=weights_fingerprint(EchoMimicWeights.locate(weights_dir)),
             engine_dir=engine_dir,
             deep_feature_interval=profile.deep_feature_interval,
+            channels_last=channels_last,
         )
+        if channels_last:
+            converted = convert_to_channels_last(decoder.network)
+            logger.info("frame decoder: %d convolutions in channels-last", len(converted.convolutions))
         return cls(
             pipeline,
             size=profile.size,

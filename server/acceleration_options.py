@@ -1,4 +1,5 @@
-"""The acceleration options of `serve`, `render` and `bench`: `--profile`, `--taesd`, `--backend`, `--engine-dir`.
+"""The acceleration options of `serve`, `render` and `bench`: `--profile`, `--taesd`, `--backend`, `--engine-dir`,
+`--channels-last`.
 
 Parsing needs no torch: profiles and backend names are plain data, so a machine without the model stack still gets
 `--help` and one clear line for a bad value.
@@ -25,11 +26,19 @@ class AccelerationOptions:
     """One of `BACKEND_REQUESTS`; "auto" takes the best this machine can run."""
     engine_dir: Path | None = None
     """Where `echolive compile` left the TensorRT engines; None for the user's cache."""
+    channels_last: bool = False
+    """Run the denoising UNet and the frame decoder in channels-last memory format (unmeasured, so off)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> AccelerationOptions:
         """From a namespace parsed with `add_acceleration_options`."""
-        return cls(profile=args.profile, taesd_dir=args.taesd, backend=args.backend, engine_dir=args.engine_dir)
+        return cls(
+            profile=args.profile,
+            taesd_dir=args.taesd,
+            backend=args.backend,
+            engine_dir=args.engine_dir,
+            channels_last=args.channels_last,
+        )
 
 
 def parse_profile(name: str) -> GenerationProfile:
@@ -53,7 +62,8 @@ def add_profile_option(parser: argparse.ArgumentParser, default: GenerationProfi
 
 
 def add_acceleration_options(parser: argparse.ArgumentParser) -> None:
-    """`--profile`, `--taesd`, `--backend` and `--engine-dir`; read them back with `AccelerationOptions.from_args`."""
+    """`--profile`, `--taesd`, `--backend`, `--engine-dir` and `--channels-last`; read them back with
+    `AccelerationOptions.from_args`."""
     add_profile_option(parser)
     parser.add_argument(
         "--taesd",
@@ -71,4 +81,15 @@ def add_acceleration_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine-dir", type=Path, default=None, metavar="DIR", help="TensorRT engines (default: ~/.cache/echolive)"
+    )
+    add_channels_last_option(parser)
+
+
+def add_channels_last_option(parser: argparse.ArgumentParser) -> None:
+    """`--channels-last` (`args.channels_last`)."""
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the denoising UNet and the frame decoder in channels-last memory format (for CUDA tensor cores; "
+        "off by default until bench/gpu.py --layouts shows it helps)",
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from server.acceleration_commands import add_compile_command, add_flops_command, run_compile, run_flops
-from server.acceleration_options import AccelerationOptions, add_acceleration_options
+from server.acceleration_options import AccelerationOptions, add_acceleration_options, add_channels_last_option
 from server.bridge_command import add_bridge_command, run_bridge_command
 from server.cluster_command import add_cluster_arguments, run_cluster_command
 from server.deployment_options import DeploymentOptions, add_deployment_options
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="print what this machine can run")
     doctor.add_argument("--weights", type=Path, default=None, help="an EchoMimic v1 weights folder to check")
+    add_channels_last_option(doctor)
 
     add_flops_command(commands)
     add_compile_command(commands)
@@ -234,7 +235,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from server.doctor import examine, report
 
-    print(report(examine(args.weights)))
+    print(report(examine(args.weights, args.channels_last)))
     return 0
 
 

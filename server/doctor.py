@@ -20,8 +20,9 @@ class Finding:
     detail: str
 
 
-def examine(weights_dir: Path | None) -> list[Finding]:
-    """Every check, in the order a user reads them: machine, media stack, renderers, test tools."""
+def examine(weights_dir: Path | None, channels_last: bool = False) -> list[Finding]:
+    """Every check, in the order a user reads them: machine, media stack, renderers, test tools. `channels_last` is
+    the `--channels-last` option, reported as it would apply here."""
     checks: list[Callable[[], Finding]] = [
         _machine,
         _torch,
@@ -31,6 +32,7 @@ def examine(weights_dir: Path | None) -> list[Finding]:
         _face_detector,
         lambda: _echomimic_weights(weights_dir),
         lambda: _acceleration(weights_dir),
+        lambda: _channels_last(channels_last),
         lambda: _program("chromium (browser test)", "chromium", "--version"),
         lambda: _program("espeak-ng (test speech)", "espeak-ng", "--version"),
     ]
@@ -126,6 +128,19 @@ def _acceleration(weights_dir: Path | None) -> Finding:
     shapes = [WindowShape.of_profile(QUALITY)]
     choice = backend_for("auto", shapes, weights, EngineCache(default_engine_dir()), torch.float16)
     return Finding("UNet backend", choice.backend != Backend.EAGER, f"{choice}, for the {QUALITY.name} profile")
+
+
+def _channels_last(asked: bool) -> Finding:
+    """Whether the echomimic renderer runs its UNet and decoder convolutions channels-last (`--channels-last`)."""
+    if not asked:
+        return Finding(
+            "channels-last", False, "off (the default; --channels-last on serve, render or bench turns it on)"
+        )
+    cuda = importlib.util.find_spec("torch") is not None and importlib.import_module("torch").cuda.is_available()
+    where = "on the CUDA device" if cuda else "but there is no CUDA device here: on the CPU it only adds copies"
+    return Finding(
+        "channels-last", cuda, f"on: the denoising UNet and the frame decoder convert their convolutions, {where}"
+    )
 
 
 def _program(topic: str, program: str, version_flag: str) -> Finding:

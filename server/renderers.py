@@ -52,6 +52,7 @@ def create_renderer(
             taesd_dir=options.taesd_dir,
             backend=options.backend,
             engine_dir=options.engine_dir,
+            channels_last=options.channels_last,
             fps=fps if fps is not None else ECHOMIMIC_FPS,
             eyelids=PortraitEyelids.find,
             progress=_log_loading_progress,

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from echomimic.acceleration.backend_names import AUTO, BACKEND_REQUESTS, Backend
+from echomimic.acceleration.channels_last import convert_to_channels_last
 from echomimic.acceleration.engine_cache import EngineCache, default_engine_dir
 from echomimic.acceleration.tensorrt_engines import engine_key, load_engine, tensorrt_unavailable_reason
 from echomimic.acceleration.window_program import UNetPass, WindowProgram, WindowShape, flatten_window_inputs
@@ -230,18 +231,22 @@ def accelerate_denoising_unet(
     weights: str | None = None,
     engine_dir: Path | None = None,
     deep_feature_interval: int = 1,
+    channels_last: bool = False,
 ) -> AcceleratedUNet:
     """Put the UNet behind the best backend for `shapes` (the window shapes the renderer will run) and the passes
     a sampler with `deep_feature_interval` calls.
 
     `weights` is the weights folder's fingerprint (`engine_cache.weights_fingerprint`); TensorRT engines are looked
     up for it in `engine_dir` (default: the user's cache). The choice and its reason are logged at INFO and kept in
-    `.choice`.
+    `.choice`. `channels_last` converts the UNet's convolutions in place first (`echomimic.acceleration.channels_last`).
     """
     cache = EngineCache(engine_dir or default_engine_dir())
     passes = UNetPass.for_interval(deep_feature_interval)
     choice = backend_for(requested, shapes, weights, cache, unet.dtype, passes)
     logger.info("denoising UNet backend: %s", choice)
+    if channels_last:
+        converted = convert_to_channels_last(unet)
+        logger.info("denoising UNet: %d convolutions in channels-last", len(converted.convolutions))
     if choice.backend == Backend.TENSORRT and weights is not None:
         engines = {
             (unet_pass, shape): load_engine(_found(cache, weights, shape, unet.dtype, unet_pass))

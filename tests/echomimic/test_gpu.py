@@ -1,6 +1,7 @@
 """The same conformance run on a CUDA device: float32 with TF32 off must meet the CPU thresholds; float16, the
-dtype real weights load in on a GPU, must stay close and produce finite frames; and the live renderer reports
-the device memory a window takes, for admission. Skipped where there is no GPU."""
+dtype real weights load in on a GPU, must stay close and produce finite frames; the live renderer reports
+the device memory a window takes, for admission; and the live sampler denoises a window without making the host
+wait for the GPU. Skipped where there is no GPU."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from echomimic.acceleration.profiles import QUALITY
+from echomimic.live_sampler import denoise_windows
 from echomimic.streaming_renderer import EchoMimicRenderer
 from echomimic.weights import load_echomimic
 from server.metrics import ServerMetrics
@@ -23,6 +25,7 @@ from server.timed_renderer import TimedRenderer
 from server.warm_up import warm_up
 from streaming.lite.default_portrait import default_portrait_path
 from tests.echomimic.conftest import run_official_sampler_call
+from tests.echomimic.device_window import window_on_the_device
 from tests.echomimic.fake_weights_folder import write_fake_weights_folder
 
 pytestmark = [
@@ -70,3 +73,18 @@ def test_the_live_renderer_reports_the_device_memory_a_window_takes(conformance_
     warm_up(TimedRenderer(renderer, ServerMetrics().render_seconds, RenderTimes()), avatar)
     after = renderer.device_memory()
     assert after is not None and after.session_bytes > 0
+
+
+def test_a_live_window_denoises_without_a_host_sync(conformance_dir: Path, tmp_path: Path) -> None:
+    """Inputs on the device beforehand (`tests/echomimic/device_window.py`, also run on the CPU), so any blocking
+    copy, `.item()` or `.tolist()` the sampler or the UNet makes inside the window raises here."""
+    pipeline = load_echomimic(write_fake_weights_folder(conformance_dir, tmp_path), device="cuda", dtype=torch.float16)
+    window = window_on_the_device(pipeline)
+    denoise_windows(pipeline, pipeline.denoising_unet, [window], 2, 1.0)  # warm-up: library handles, kernel choice
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        (latents,) = denoise_windows(pipeline, pipeline.denoising_unet, [window], 2, 1.0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert latents is not None and torch.isfinite(latents).all()

@@ -81,9 +81,11 @@ def test_acceleration_options_parse_without_a_model() -> None:
     add_acceleration_options(parser)
     assert AccelerationOptions.from_args(parser.parse_args([])) == AccelerationOptions()
     options = AccelerationOptions.from_args(
-        parser.parse_args(["--profile", "realtime", "--taesd", "taesd", "--backend", "eager", "--engine-dir", "e"])
+        parser.parse_args(
+            ["--profile", "realtime", "--taesd", "taesd", "--backend", "eager", "--engine-dir", "e", "--channels-last"]
+        )
     )
-    assert options == AccelerationOptions(REALTIME, Path("taesd"), "eager", Path("e"))
+    assert options == AccelerationOptions(REALTIME, Path("taesd"), "eager", Path("e"), channels_last=True)
     assert AccelerationOptions().profile is QUALITY
 
 
@@ -96,6 +98,18 @@ def test_doctor_names_the_unet_backend_and_why(run_cli: Callable[..., Result]) -
     assert detail.endswith("for the quality profile")
     if not torch.cuda.is_available():
         assert detail.startswith("eager") and "not tensorrt: no CUDA device" in detail
+
+
+def test_doctor_says_whether_channels_last_is_on(run_cli: Callable[..., Result]) -> None:
+    def detail(*args: str) -> str:
+        result = run_cli("doctor", *args)
+        assert result.returncode == 0, result.stderr
+        return next(line for line in result.stdout.splitlines() if "channels-last" in line).split("channels-last", 1)[1]
+
+    assert detail().strip().startswith("off")
+    on = detail("--channels-last").strip()
+    assert on.startswith("on: the denoising UNet and the frame decoder")
+    assert ("no CUDA device" in on) is not torch.cuda.is_available()
 
 
 @pytest.mark.parametrize("command", [["flops"], ["compile", "--weights", "."]])
