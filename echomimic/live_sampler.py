@@ -32,6 +32,7 @@ from typing import Protocol, cast
 import torch
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 
+from echomimic.acceleration.host_transfer import to_device
 from echomimic.models.reference_banks import ReferenceBanks
 from echomimic.pipelines.pipeline_echomimic import (
     INITIAL_NOISE_CLAMP,
@@ -106,34 +107,38 @@ def denoise_windows(
     guided = guidance_scale > 1.0
     batch = len(windows)
 
-    # 1. Timesteps; the batch's conditioning, noise and pins, item by item along the batch axis.
-    scheduler.set_timesteps(num_inference_steps, device=device)
-    alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    noise = torch.cat([window.noise for window in windows]).to(device=device, dtype=dtype)  # [B, 4, F, h, w]
-    audio = torch.stack([window.audio_features for window in windows]).to(device=device, dtype=dtype)  # [B, F, ...]
-    face = torch.cat([window.reference.face_features for window in windows]).to(device=device, dtype=dtype)
+    # 1. Timesteps and the batch's conditioning, noise and pins, item by item along the batch axis. What starts on
+    # the host crosses once, here, through pinned memory, so no step below waits for a copy (see `host_transfer`).
+    scheduler.set_timesteps(num_inference_steps)
+    timesteps = scheduler.timesteps.tolist()  # host integers: the scheduler indexes its tables with them
+    alphas_cumprod = scheduler.alphas_cumprod  # host table: each step reads its ᾱ from it, not from the device
+    timesteps_on_device = to_device(scheduler.timesteps, device)
+    noise = to_device(torch.cat([window.noise for window in windows]).to(dtype), device)  # [B, 4, F, h, w]
+    audio = torch.stack([to_device(window.audio_features, device) for window in windows]).to(dtype)  # [B, F, ...]
+    face = torch.cat([to_device(window.reference.face_features, device) for window in windows]).to(dtype)
     banks = ReferenceBanks.batch([window.reference.banks for window in windows])
-    pinned_mask = torch.zeros(batch, 1, noise.shape[2], 1, 1, dtype=torch.bool, device=device)
+    host_pinned_mask = torch.zeros(batch, 1, noise.shape[2], 1, 1, dtype=torch.bool)
     pinned_latents = torch.zeros_like(noise)
     for item, window in enumerate(windows):
         if window.pinned is not None:
-            pinned_mask[item, :, window.pinned.positions] = True
-            pinned_latents[item, :, window.pinned.positions] = window.pinned.latents[0].to(device=device, dtype=dtype)
+            host_pinned_mask[item, :, window.pinned.positions] = True
+            positions = to_device(torch.tensor(window.pinned.positions), device)
+            pinned_latents[item].index_copy_(1, positions, to_device(window.pinned.latents[0], device).to(dtype))
+    pinned_mask = to_device(host_pinned_mask, device)
 
     # 2. The clamped initial draw, then the loop; stopped items leave the batch between steps.
     active = list(range(batch))
     latents = noise.clamp(-INITIAL_NOISE_CLAMP, INITIAL_NOISE_CLAMP) * scheduler.init_noise_sigma
     deep_features: torch.Tensor | None = None
-    timesteps = scheduler.timesteps.tolist()  # host integers: the scheduler indexes its tables with them
     for step, timestep in enumerate(timesteps):
-        alpha_bar = alphas_cumprod[timestep].to(dtype)
-        pins = alpha_bar.sqrt() * pinned_latents + (1 - alpha_bar).sqrt() * noise  # q(x_t | x_0), as add_noise
+        alpha_bar = float(alphas_cumprod[timestep])
+        pins = alpha_bar**0.5 * pinned_latents + (1 - alpha_bar) ** 0.5 * noise  # q(x_t | x_0), as add_noise
         latents = torch.where(pinned_mask, pins, latents)
         model_input = torch.cat([latents, latents]) if guided else latents
         model_input = scheduler.scale_model_input(model_input, timestep)
         conditioning = (
             model_input,
-            timestep,
+            timesteps_on_device[step],
             torch.cat([torch.zeros_like(audio), audio]) if guided else audio,
             torch.cat([torch.zeros_like(face), face]) if guided else face,
             banks.repeat_for_cfg() if guided else banks,
@@ -155,7 +160,7 @@ def denoise_windows(
             if not keep:
                 return [None] * batch
             deep_features = None
-            index = torch.tensor(keep, device=device)
+            index = to_device(torch.tensor(keep), device)
             latents, noise, audio, face = (tensor.index_select(0, index) for tensor in (latents, noise, audio, face))
             pinned_mask, pinned_latents = pinned_mask.index_select(0, index), pinned_latents.index_select(0, index)
             banks = banks.select(index)

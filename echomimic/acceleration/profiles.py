@@ -1,28 +1,30 @@
 """Generation profiles: how much work EchoMimic spends per frame, chosen by FLOP arithmetic (`echolive flops`).
 
-Work per output frame is the denoising UNet's (steps × frames per window ÷ new frames × UNet per frame and step) plus
-one decoder pass per new frame; the reference UNet runs once per avatar and is not counted per frame. Figures below
-are torch's FLOP counter on the full-size networks as the live renderer runs them (`echomimic.acceleration.flops`,
-multiply-adds counted as 2):
+Work per output frame is the denoising UNet's ((new + context) frames ÷ new frames × the UNet per frame over the
+window's steps, a reusing step costing only the UNet's outermost level) plus one decoder pass per new frame; the
+reference UNet runs once per avatar and is not counted per frame. Figures below are torch's FLOP counter on the
+full-size networks as the live renderer runs them (`echomimic.acceleration.flops`, multiply-adds counted as 2):
 
-| profile  | size | steps | frames (new + context) | decoder      | TFLOP per frame | RTX 4090 fps at 100% / 50% |
-|----------|------|-------|------------------------|--------------|-----------------|----------------------------|
-| quality  | 512  | 6     | 12 + 3                 | SD VAE       | 11.73           | 14.1 / 7.0                 |
-| realtime | 384  | 4     | 12 + 3                 | tiny (taesd) | 3.24            | 51.1 / 25.5                |
+| profile  | size | steps (whole UNet) | frames (new + context) | decoder      | TFLOP per frame | RTX 4090 fps |
+|----------|------|--------------------|------------------------|--------------|-----------------|--------------|
+| quality  | 512  | 6 (6)              | 12 + 3                 | SD VAE       | 11.73           | 14.1 / 7.0   |
+| realtime | 384  | 4 (2)              | 12 + 3                 | tiny (taesd) | 2.24            | 73.9 / 37.0  |
 
-(the RTX 4090's peak taken as 165.2 dense fp16 TFLOP/s).
+(RTX 4090 fps at 100% / 50% of its peak, taken as 165.2 dense fp16 TFLOP/s).
 
-`realtime` is the most work that still fits 24 fps on an RTX 4090 at 50% of its dense fp16 peak (3.44 TFLOP per frame):
-at 384 the UNet costs 0.631 TFLOP per frame and step instead of 1.228, four steps instead of six remove another
-third, and the tiny decoder costs 0.080 instead of 1.406. It keeps the 3 context frames that carry motion across
-windows; the next levers down (3 context frames to 1, or 4 steps to 3) would each buy margin. The tiny decoder needs a
-taesd-layout folder that the official EchoMimic release does not ship; without one the SD VAE decodes and the profile
-costs 4.56 TFLOP per frame (see `echomimic.acceleration.tiny_decoder`).
+`realtime` is chosen to fit 24 fps on an RTX 4090 with margin below half its dense fp16 peak, at the live renderer's
+short window too. At 384 the UNet costs 0.631 TFLOP per frame and step instead of 1.228; four steps instead of six
+remove another third; the whole UNet runs on every second step only, the others reusing its deep features and
+running the outermost level (0.231 TFLOP per frame); and the tiny decoder costs 0.080 instead of 1.406. It keeps the
+3 context frames that carry motion across windows. On the tiny fixtures (`bench/profile_levers.py`) reusing deep
+features at 4 steps moves the output about as far as dropping to 3 steps does, and removes more work. The tiny
+decoder needs a taesd-layout folder that the official EchoMimic release does not ship; without one the SD VAE
+decodes and the profile costs 3.56 TFLOP per frame (see `echomimic.acceleration.tiny_decoder`).
 
 The window is part of the profile because it is a lever: context frames are denoised again in every window, so
 short windows cost more per frame. The live renderer's latency window (`LIVE_WINDOW`: 4 new + 2 context frames)
-costs 13.56 TFLOP per frame at the quality settings, and at the realtime settings 3.86 (21.4 fps on an RTX 4090 at
-half peak); with that window, realtime needs 3 steps (2.92 TFLOP per frame, 42% of the peak for 24 fps).
+costs 13.56 TFLOP per frame at the quality settings, and 2.66 at the realtime settings: 24 fps on an RTX 4090 at
+39% of its peak (without deep-feature reuse it would cost 3.86, 56% of the peak).
 
 This module needs no torch: the server parses `--profile` before deciding whether to load any model.
 """
@@ -110,13 +112,14 @@ QUALITY = GenerationProfile(
 
 REALTIME = GenerationProfile(
     name="realtime",
-    summary="24 fps on an RTX 4090 at half its peak: 384x384, 4 steps, 12 new + 3 context frames, tiny decoder "
-    "(3.24 TFLOP per frame)",
+    summary="24 fps on an RTX 4090 below half its peak: 384x384, 4 steps with deep features reused every second "
+    "step, 12 new + 3 context frames, tiny decoder (2.24 TFLOP per frame)",
     size=384,
     num_inference_steps=4,
     window_frames=12,
     context_frames=3,
     decoder="tiny",
+    deep_feature_interval=2,
 )
 
 PROFILES: dict[str, GenerationProfile] = {profile.name: profile for profile in (QUALITY, REALTIME)}
