@@ -1,5 +1,6 @@
-"""One live window whose inputs are all on the pipeline's device already, so that denoising it is the sampler's own
-work alone: the GPU test runs it under torch's sync debug mode, and a CPU test runs the same code."""
+"""One live window with its inputs where the live renderer has them: noise drawn on the host, audio features and
+shown latents on the pipeline's device. The GPU test denoises it under torch's sync debug mode, so the sampler's
+own copies are what is checked; a CPU test runs the same code."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ CONTEXT = 2
 
 def window_on_the_device(pipeline: EchoMimicPipeline) -> WindowInputs:
     """A window of `FRAMES` frames at `SIZE`, its first `CONTEXT` pinned, as the live renderer prepares it (banks
-    projected once), with noise and audio features moved to the device beforehand."""
+    projected once, noise on the host, audio features and shown latents on the device)."""
     device, dtype = pipeline.device, pipeline.working_dtype
     generator = torch.Generator().manual_seed(0)
     image = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
@@ -35,6 +36,6 @@ def window_on_the_device(pipeline: EchoMimicPipeline) -> WindowInputs:
     return WindowInputs(
         reference=reference,
         audio_features=audio.to(device, dtype),
-        noise=noise.to(device, dtype),
+        noise=noise,
         pinned=PinnedFrames(list(range(CONTEXT)), shown.to(device, dtype)),
     )

@@ -75,16 +75,21 @@ def test_the_live_renderer_reports_the_device_memory_a_window_takes(conformance_
     assert after is not None and after.session_bytes > 0
 
 
-def test_a_live_window_denoises_without_a_host_sync(conformance_dir: Path, tmp_path: Path) -> None:
-    """Inputs on the device beforehand (`tests/echomimic/device_window.py`, also run on the CPU), so any blocking
-    copy, `.item()` or `.tolist()` the sampler or the UNet makes inside the window raises here."""
+@pytest.mark.parametrize("deep_feature_interval", [1, 2])
+def test_a_live_window_denoises_without_a_host_sync(
+    conformance_dir: Path, tmp_path: Path, deep_feature_interval: int
+) -> None:
+    """Inputs where the live renderer has them (`tests/echomimic/device_window.py`, also run on the CPU): any
+    blocking copy, `.item()` or `.tolist()` of a device tensor the sampler or the UNet makes inside the window
+    raises here."""
     pipeline = load_echomimic(write_fake_weights_folder(conformance_dir, tmp_path), device="cuda", dtype=torch.float16)
     window = window_on_the_device(pipeline)
-    denoise_windows(pipeline, pipeline.denoising_unet, [window], 2, 1.0)  # warm-up: library handles, kernel choice
+    steps = 4
+    denoise_windows(pipeline, pipeline.denoising_unet, [window], steps, 1.0, deep_feature_interval)  # warm-up
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        (latents,) = denoise_windows(pipeline, pipeline.denoising_unet, [window], 2, 1.0)
+        (latents,) = denoise_windows(pipeline, pipeline.denoising_unet, [window], steps, 1.0, deep_feature_interval)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert latents is not None and torch.isfinite(latents).all()
