@@ -21,6 +21,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from echomimic.acceleration.host_transfer import to_device
 from echomimic.models.whisper_encoder import WhisperAudioEncoder
 
 SAMPLE_RATE = 16_000
@@ -88,7 +89,9 @@ def log_mel_spectrogram(waveform: Waveform, device: torch.device | str | None = 
 
 def log_mel_power(waveform: Waveform, device: torch.device | str | None = None) -> torch.Tensor:
     """log10 of the mel band powers [80, samples // 160], before the floor and scaling of `log_mel_spectrogram`."""
-    audio = torch.as_tensor(waveform, dtype=torch.float32, device=device)
+    audio = torch.as_tensor(waveform, dtype=torch.float32)
+    if device is not None:
+        audio = to_device(audio, torch.device(device))
     if audio.ndim != 1:
         raise ValueError(f"waveform must be 1-D mono samples; got shape {tuple(audio.shape)}")
     if audio.shape[0] <= N_FFT // 2:
@@ -96,7 +99,7 @@ def log_mel_power(waveform: Waveform, device: torch.device | str | None = None) 
     window = torch.hann_window(N_FFT, device=audio.device)  # periodic
     spectrum = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
     power = spectrum[:, :-1].abs() ** 2  # [bins, frames]; the last centred frame is dropped as whisper does
-    filters = torch.from_numpy(mel_filter_bank()).to(audio.device)  # [80, bins]
+    filters = to_device(torch.from_numpy(mel_filter_bank()), audio.device)  # [80, bins]
     return torch.clamp(filters @ power, min=1e-10).log10()  # [80, frames]
 
 

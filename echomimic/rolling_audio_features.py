@@ -22,6 +22,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from echomimic.acceleration.host_transfer import to_device
 from echomimic.audio_features import (
     HOP_LENGTH,
     MEL_FRAMES_PER_TOKEN,
@@ -107,7 +108,7 @@ class RollingAudioFeatures:
         states = torch.cat(
             [self._encode(number) for number in range(first_segment, int(rows.max()) // self.segment_tokens + 1)]
         )  # [tokens, 5, 384] from the first segment's first token
-        local = (rows - first_segment * self.segment_tokens).to(states.device)
+        local = to_device(rows - first_segment * self.segment_tokens, states.device)
         return states[local].flatten(1, 2)  # [F, 10, 5, 384] → [F, 50, 384]
 
     def _encode(self, number: int) -> torch.Tensor:

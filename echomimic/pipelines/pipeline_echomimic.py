@@ -27,6 +27,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler, DDIMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from echomimic.acceleration.host_transfer import to_device
 from echomimic.audio_features import AudioFeatureExtractor
 from echomimic.context_windows import OFFICIAL_SHIFT_PER_STEP, ContextWindowSchedule, WindowAverager
 from echomimic.models.face_locator import FaceLocator
@@ -150,7 +151,7 @@ class EchoMimicPipeline(DiffusionPipeline):
     @torch.no_grad()
     def encode_frames(self, images: npt.NDArray[np.uint8]) -> torch.Tensor:
         """[N, H, W, 3] uint8 RGB → [N, 4, H/8, W/8] latent means · 0.18215, in the working dtype, in one batch."""
-        pixels = torch.from_numpy(np.ascontiguousarray(images)).to(self.vae.device).permute(0, 3, 1, 2)
+        pixels = to_device(torch.from_numpy(np.ascontiguousarray(images)), self.vae.device).permute(0, 3, 1, 2)
         pixels = (pixels.float() / 255.0 * 2.0 - 1.0).to(self.vae.dtype)  # [N, 3, H, W] in [-1, 1]
         latents: torch.Tensor = self.vae.encode(pixels).latent_dist.mean
         return (latents * VAE_LATENT_SCALE).to(self.working_dtype)

@@ -1,7 +1,7 @@
 """The same conformance run on a CUDA device: float32 with TF32 off must meet the CPU thresholds; float16, the
 dtype real weights load in on a GPU, must stay close and produce finite frames; the live renderer reports
 the device memory a window takes, for admission; and the live sampler denoises a window without making the host
-wait for the GPU. Skipped where there is no GPU."""
+wait for the GPU, nor does preparing one. Skipped where there is no GPU."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from echomimic.acceleration.profiles import QUALITY
 from echomimic.live_sampler import denoise_windows
+from echomimic.rolling_audio_features import RollingAudioFeatures
 from echomimic.streaming_renderer import EchoMimicRenderer
 from echomimic.weights import load_echomimic
 from server.metrics import ServerMetrics
@@ -93,3 +94,23 @@ def test_a_live_window_denoises_without_a_host_sync(
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert latents is not None and torch.isfinite(latents).all()
+
+
+def test_a_window_is_prepared_without_a_host_sync(conformance_dir: Path, tmp_path: Path) -> None:
+    """What the batch leader prepares under the model lock before sampling: whisper features from the rolling audio
+    history and shown frames encoded to latents. Host data crosses through pinned memory, so the host can queue this
+    window's kernels while the GPU still runs the last batch's."""
+    pipeline = load_echomimic(write_fake_weights_folder(conformance_dir, tmp_path), device="cuda", dtype=torch.float16)
+    assert pipeline.audio_features is not None
+    history = RollingAudioFeatures(pipeline.audio_features.encoder, fps=24.0, segment_seconds=2.0)
+    history.write(0, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    history.chunks(0, 6)  # warm-up: library handles, kernel choice
+    pipeline.encode_frames(frames)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        features, latents = history.chunks(6, 6), pipeline.encode_frames(frames)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert features.shape[0] == 6 and latents.shape == (2, 4, 8, 8)

@@ -72,7 +72,7 @@ def test_sampling_runs_the_live_sampler_and_its_flops_are_counted_per_step(monke
         return denoise_windows(*args)
 
     monkeypatch.setattr(bench_gpu, "denoise_windows", spy)
-    profile = dataclasses.replace(REALTIME, size=bench_gpu.TINY_SIZE, num_inference_steps=1)
+    profile = dataclasses.replace(REALTIME, size=bench_gpu.TINY_SIZE, num_inference_steps=1, deep_feature_interval=1)
     one_step = run_case(Case(profile, Backend.EAGER, 1), networks, torch.device("cpu"), torch.float32, 1)
     two_steps = run_case(
         Case(dataclasses.replace(profile, num_inference_steps=2), Backend.EAGER, 1, CHANNELS_LAST),

@@ -19,6 +19,7 @@ def test_realtime_removes_work_from_quality() -> None:
     assert REALTIME.size < QUALITY.size
     assert REALTIME.num_inference_steps < QUALITY.num_inference_steps
     assert REALTIME.decoder == "tiny"
+    assert REALTIME.full_steps < REALTIME.num_inference_steps
 
 
 def test_profiles_by_name() -> None:
