@@ -1,7 +1,7 @@
 """EchoMimic throughput on a CUDA device with no weights: full-size networks with random weights, fp16.
 
     python -m bench.gpu [--profiles quality,realtime] [--backends eager,compile] [--batches 1,2] [--windows 3]
-                        [--layouts contiguous,channels-last] [--every-layout]
+                        [--layouts contiguous,channels-last] [--every-layout] [--live-window]
     python -m bench.gpu --tiny        # the same code on tiny networks on the CPU, in seconds (run by the tests)
 
 Needs only torch and diffusers. For every profile, backend, batch (sessions whose windows run together) and memory
@@ -27,6 +27,10 @@ last (each compiles for a minute or two), profiles and session counts in the ord
 first are measured only for eager at the first session count unless `--every-layout` is given; a case that would
 start after `--deadline` seconds is skipped and listed, and a case that fails (out of memory, a compiler error) is
 listed with its error while the others go on.
+
+A profile's own window (12 new + 3 context frames) is what offline rendering and the FLOP table use; live sessions
+run the renderer's shorter latency window (4 + 2), which costs more per frame. `--live-window` adds each profile at
+that window too, right after it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ GUIDANCE_SCALE = 1.0
 """As the live renderer samples (both profiles)."""
 CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels-last"
 LAYOUTS = (CONTIGUOUS, CHANNELS_LAST)
+LIVE_WINDOW_FRAMES, LIVE_WINDOW_CONTEXT = 4, 2
+"""`echomimic.streaming_renderer.LIVE_WINDOW`, which this script does not import: the device it runs on may lack the
+streaming package's dependencies."""
 COMPILE_RESERVE_SECONDS = 150.0
 """A torch.compile case starts only with this much of the deadline left: inductor compiles the UNet for a minute or
 two before the first window."""
@@ -346,6 +353,23 @@ def count_host_syncs(work: Callable[[], object], device: torch.device) -> int | 
     return sum("synchroniz" in str(warning.message) for warning in caught)
 
 
+def with_live_windows(profiles: Sequence[GenerationProfile]) -> list[GenerationProfile]:
+    """Each profile, followed by the same at the live renderer's window."""
+    return [
+        variant
+        for profile in profiles
+        for variant in (
+            profile,
+            dataclasses.replace(
+                profile,
+                name=f"{profile.name}, live window",
+                window_frames=LIVE_WINDOW_FRAMES,
+                context_frames=LIVE_WINDOW_CONTEXT,
+            ),
+        )
+    ]
+
+
 def cases_for(
     profiles: Sequence[GenerationProfile],
     backends: Sequence[Backend],
@@ -411,6 +435,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--every-layout", action="store_true", help="run every layout for every backend and session count too"
     )
+    parser.add_argument(
+        "--live-window",
+        action="store_true",
+        help=f"also run each profile at the live renderer's window ({LIVE_WINDOW_FRAMES} new + "
+        f"{LIVE_WINDOW_CONTEXT} context frames)",
+    )
     parser.add_argument("--windows", type=int, default=3, help="timed windows per case, after one untimed")
     parser.add_argument("--deadline", type=float, default=330.0, help="start no case after this many seconds")
     args = parser.parse_args(argv)
@@ -424,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiles = [PROFILES[name] for name in args.profiles.split(",")]
     if args.tiny:
         profiles = [dataclasses.replace(profile, size=TINY_SIZE) for profile in profiles]
+    if args.live_window:
+        profiles = with_live_windows(profiles)
     backends = [Backend(name) for name in (args.backends or ("eager" if args.tiny else "eager,compile")).split(",")]
     batches = [int(batch) for batch in args.batches.split(",")]
     layouts = args.layouts.split(",")

@@ -11,10 +11,21 @@ import pytest
 import torch
 
 from bench import gpu as bench_gpu
-from bench.gpu import CHANNELS_LAST, CONTIGUOUS, Case, build_networks, cases_for, count_host_syncs, main, run_case
+from bench.gpu import (
+    CHANNELS_LAST,
+    CONTIGUOUS,
+    Case,
+    build_networks,
+    cases_for,
+    count_host_syncs,
+    main,
+    run_case,
+    with_live_windows,
+)
 from echomimic.acceleration.backend_names import Backend
 from echomimic.acceleration.channels_last import is_channels_last
 from echomimic.acceleration.profiles import QUALITY, REALTIME
+from echomimic.streaming_renderer import LIVE_WINDOW
 
 
 def test_tiny_run_prints_a_row_per_case_and_survives_a_failing_one(
@@ -105,3 +116,16 @@ def test_a_case_past_the_deadline_is_skipped_and_listed(capsys: pytest.CaptureFi
     output = capsys.readouterr().out
     assert "skipped (deadline): realtime, eager, contiguous, 1 session(s)" in output
     assert not [line for line in output.splitlines() if line.startswith("| CPU")]
+
+
+def test_live_window_variants_follow_their_profile_at_the_renderers_window() -> None:
+    profiles = with_live_windows([QUALITY, REALTIME])
+    assert [profile.name for profile in profiles] == [
+        "quality",
+        "quality, live window",
+        "realtime",
+        "realtime, live window",
+    ]
+    live = profiles[1]
+    assert (live.window_frames, live.context_frames) == (LIVE_WINDOW.frames, LIVE_WINDOW.context)
+    assert dataclasses.replace(live, name=QUALITY.name, window_frames=12, context_frames=3) == QUALITY
