@@ -99,8 +99,13 @@ def log_mel_power(waveform: Waveform, device: torch.device | str | None = None) 
     window = torch.hann_window(N_FFT, device=audio.device)  # periodic
     spectrum = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
     power = spectrum[:, :-1].abs() ** 2  # [bins, frames]; the last centred frame is dropped as whisper does
-    filters = to_device(torch.from_numpy(mel_filter_bank()), audio.device)  # [80, bins]
-    return torch.clamp(filters @ power, min=1e-10).log10()  # [80, frames]
+    return torch.clamp(_mel_filters_on(audio.device) @ power, min=1e-10).log10()  # [80, frames]
+
+
+@functools.cache
+def _mel_filters_on(device: torch.device) -> torch.Tensor:
+    """`mel_filter_bank()` [80, bins] on `device`, copied there once rather than for every window."""
+    return to_device(torch.from_numpy(mel_filter_bank()), device)
 
 
 def normalise_log_mel(log_power: torch.Tensor, loudest: torch.Tensor | float) -> torch.Tensor:

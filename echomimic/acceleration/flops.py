@@ -33,7 +33,6 @@ from echomimic.acceleration.profiles import DecoderKind, GenerationProfile
 from echomimic.acceleration.window_program import AUDIO_TOKENS_PER_FRAME
 from echomimic.models.unet_2d_reference import ReferenceUNet2DConditionModel
 from echomimic.models.unet_3d_denoising import EchoUNet3DConditionModel
-from echomimic.models.unet_layout import up_levels
 
 TERA = 1e12
 
@@ -129,8 +128,7 @@ def unet_tflop_per_frame_step(
         timestep = torch.zeros((), dtype=torch.long)
         deep_features = None
         if reusing_deep_features:
-            deep_width = up_levels(unet.config["block_out_channels"])[-1].prev_output_channel
-            deep_features = torch.empty(frames, deep_width, latent_size, latent_size)
+            deep_features = torch.empty(frames, unet.deep_feature_channels, latent_size, latent_size)
         return counted_tflop(lambda: unet(sample, timestep, audio, face, banks, deep_features=deep_features)) / frames
 
 

@@ -145,6 +145,11 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         )
 
     @property
+    def deep_feature_channels(self) -> int:
+        """Channels of the deep features, what enters the last up block: the second level's width."""
+        return up_levels(self.config["block_out_channels"])[-1].prev_output_channel
+
+    @property
     def bank_order(self) -> list[str]:
         """The reader blocks in the official pairing order (see `BankLayout`)."""
         return self.bank_layout.order
@@ -241,8 +246,7 @@ class EchoUNet3DConditionModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         missing = [name for name in self.bank_order if name not in reference_banks.tensors]
         if missing:
             raise ValueError(f"reference banks lack {len(missing)} blocks, e.g. {missing[0]!r}")
-        deep_width = up_levels(self.config["block_out_channels"])[-1].prev_output_channel
-        deep_shape = (batch * num_frames, deep_width, height, width)
+        deep_shape = (batch * num_frames, self.deep_feature_channels, height, width)
         if deep_features is not None and tuple(deep_features.shape) != deep_shape:
             raise ValueError(
                 f"deep_features must be {list(deep_shape)} for this sample, got {list(deep_features.shape)}"
